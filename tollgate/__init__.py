@@ -1,0 +1,3 @@
+"""Tollgate: a self-hostable, OpenAI-compatible LLM gateway."""
+
+__version__ = "0.1.0"

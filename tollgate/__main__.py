@@ -1,0 +1,3 @@
+from tollgate.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Keys, balances, prices and usage: who may call, what it costs, what was spent."""

@@ -1,0 +1,123 @@
+"""The buffered usage writer: the only path by which usage rows (and their debits) reach the database.
+
+Requests hand rows over without waiting on the database. A background task flushes them in batches (by
+size or every ``interval`` seconds), each batch in one transaction with the balance debits. When the
+database is slow the buffer grows up to ``limit`` rows, after which ``submit`` waits (back-pressure);
+``submit_nowait`` never waits and never drops, for paths that cannot wait (a cancelled stream). A failed
+flush keeps its rows and is retried; ``stop`` flushes everything that is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from decimal import Decimal
+
+from tollgate.accounts.balances import BalanceLedger
+from tollgate.storage.base import Storage, UsageRow
+
+log = logging.getLogger("tollgate.usage")
+
+
+class UsageWriter:
+    def __init__(
+        self,
+        storage: Storage,
+        ledger: BalanceLedger | None = None,
+        *,
+        interval: float = 0.1,
+        batch_size: int = 500,
+        limit: int = 10_000,
+        refresh_every: float = 1.0,
+    ) -> None:
+        self._storage = storage
+        self._ledger = ledger
+        self._interval = interval
+        self._batch_size = batch_size
+        self._limit = limit
+        self._refresh_every = refresh_every
+        self._rows: list[UsageRow] = []
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.written = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._rows)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="tollgate-usage-writer")
+
+    def submit_nowait(self, row: UsageRow) -> None:
+        self._rows.append(row)
+        if len(self._rows) >= self._batch_size:
+            self._wake.set()
+        if len(self._rows) >= self._limit:
+            self._room.clear()
+
+    async def submit(self, row: UsageRow) -> None:
+        while not self._room.is_set():
+            await self._room.wait()
+        self.submit_nowait(row)
+
+    async def _flush_once(self) -> None:
+        batch = self._rows[: self._batch_size]
+        if not batch:
+            return
+        await self._storage.write_usage(batch)
+        del self._rows[: len(batch)]
+        self.written += len(batch)
+        if len(self._rows) < self._limit:
+            self._room.set()
+        if self._ledger is not None:
+            debits: dict[str, Decimal] = defaultdict(Decimal)
+            for r in batch:
+                if r.account_id and r.cost:
+                    debits[r.account_id] += r.cost
+            self._ledger.flushed(debits)
+
+    async def flush(self) -> None:
+        while self._rows:
+            await self._flush_once()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_refresh = loop.time()
+        backoff = self._interval
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            self._wake.clear()
+            try:
+                await self.flush()
+                if self._ledger is not None and loop.time() - last_refresh >= self._refresh_every:
+                    last_refresh = loop.time()
+                    await self._ledger.refresh()
+                backoff = self._interval
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("usage flush failed; %d rows kept for retry", len(self._rows))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for attempt in range(20):
+            try:
+                await self.flush()
+                return
+            except Exception:
+                log.exception("final usage flush failed (attempt %d); retrying", attempt + 1)
+                await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+        log.error("gave up flushing %d usage rows at shutdown", len(self._rows))

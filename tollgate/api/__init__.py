@@ -1,0 +1,1 @@
+"""Thin routes: read the request, call a service, render JSON, SSE or an error."""

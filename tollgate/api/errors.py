@@ -1,0 +1,78 @@
+"""The only place that turns errors into HTTP: OpenAI's shape on the OpenAI-compatible surface, the
+``{error, code, message, details, docs_url}`` shape on classification and management endpoints."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tollgate.errors import (
+    MethodNotAllowedError,
+    NotFoundError,
+    TollgateError,
+    ValidationError,
+)
+
+log = logging.getLogger("tollgate.api")
+
+DOCS_URL = "https://github.com/tollgate-gateway/tollgate#errors"
+_OPENAI_PATHS = ("/v1/chat", "/v1/completions", "/v1/responses", "/v1/embeddings", "/v1/models", "/v1/messages")
+
+
+def is_openai_path(path: str) -> bool:
+    return path.removeprefix("/api").startswith(_OPENAI_PATHS)
+
+
+def openai_body(err: TollgateError) -> bytes:
+    return orjson.dumps({"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}})
+
+
+def management_body(err: TollgateError) -> bytes:
+    details = dict(err.details)
+    if err.param and "field" not in details:
+        details["field"] = err.param
+    return orjson.dumps(
+        {
+            "error": err.code.lower().replace("_", "-"),
+            "code": err.code,
+            "message": err.message,
+            "details": details,
+            "docs_url": DOCS_URL,
+        }
+    )
+
+
+def error_response(err: TollgateError, path: str, request_id: str | None = None) -> Response:
+    body = openai_body(err) if is_openai_path(path) else management_body(err)
+    headers = dict(err.headers)
+    if request_id:
+        headers["X-Request-ID"] = request_id
+    return Response(body, status_code=err.status, headers=headers, media_type="application/json")
+
+
+async def handle_tollgate_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TollgateError)
+    return error_response(exc, request.url.path, getattr(request.state, "request_id", None))
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    err: TollgateError
+    if exc.status_code == 404:
+        err = NotFoundError(f"No route for {request.method} {request.url.path}.")
+    elif exc.status_code == 405:
+        err = MethodNotAllowedError(f"{request.method} is not allowed on {request.url.path}.")
+    else:
+        err = ValidationError(str(exc.detail))
+        err.status = exc.status_code  # type: ignore[misc]
+    return error_response(err, request.url.path)
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    err = TollgateError("Internal error in the gateway; it has been logged. Retry the request.")
+    return error_response(err, request.url.path)

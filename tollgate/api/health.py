@@ -1,0 +1,17 @@
+"""``GET /healthz``: liveness plus the state of the usage writer."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tollgate import __version__
+from tollgate.api.http import json_response
+
+
+async def healthz(request: Request) -> Response:
+    writer = request.app.state.writer
+    return json_response(
+        orjson.dumps({"status": "ok", "version": __version__, "usage_rows_pending": writer.pending})
+    )

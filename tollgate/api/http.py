@@ -1,0 +1,87 @@
+"""Reading requests and writing JSON and SSE responses."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from tollgate.errors import PayloadTooLargeError
+from tollgate.services.context import StreamReply
+
+log = logging.getLogger("tollgate.api")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) anything over ``limit`` bytes before reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"The request body is {declared} bytes; the limit is {limit} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"The request body is over the limit of {limit} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def json_response(body: bytes, headers: Mapping[str, str] | None = None, status: int = 200) -> Response:
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+
+class SSEResponse(Response):
+    """Streams frames as they come and cancels the producer the moment the client disconnects.
+
+    Uvicorn silently drops writes after a disconnect, so without a watcher a stream that is between
+    chunks would keep its upstream request running; the watcher cancels it at once.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, reply: StreamReply) -> None:
+        super().__init__(None, 200, {**reply.headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self.reply = reply
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        streamer = asyncio.current_task()
+        assert streamer is not None
+        gone = False
+
+        async def watch() -> None:
+            nonlocal gone
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    gone = True
+                    streamer.cancel()
+                    return
+
+        watcher = asyncio.get_running_loop().create_task(watch())
+        started = False
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            frames = self.reply.frames
+            async for frame in frames:
+                started = True
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not gone:
+                raise
+            # The client left; the relay settled in its ``finally``. End quietly.
+            streamer.uncancel()
+        except OSError:
+            pass
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            if not started:
+                await self.reply.abandon()

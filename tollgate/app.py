@@ -1,0 +1,78 @@
+"""``create_app(settings)``: builds every component and hangs it on ``app.state``. Wiring only."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+
+from tollgate.accounts.balances import BalanceLedger
+from tollgate.accounts.keys import Authenticator
+from tollgate.accounts.usage import UsageWriter
+from tollgate.api.errors import handle_http_exception, handle_tollgate_error, handle_unexpected
+from tollgate.api.routes import routes
+from tollgate.errors import TollgateError
+from tollgate.providers.registry import build_provider
+from tollgate.routing.catalog import Catalog
+from tollgate.services.billing import Billing
+from tollgate.services.completions import CompletionService
+from tollgate.settings import Settings
+from tollgate.storage import Storage, open_storage
+from tollgate.tokens import warm_up
+
+log = logging.getLogger("tollgate")
+
+
+def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
+    server = settings.server
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        store = storage or open_storage(settings.database_url)
+        await store.migrate()
+        providers = {
+            p.name: build_provider(p, settings.provider_keys.get(p.name)) for p in settings.config.providers
+        }
+        ledger = BalanceLedger(store, server.grace_buffer)
+        writer = UsageWriter(
+            store,
+            ledger,
+            interval=server.usage_flush_interval,
+            batch_size=server.usage_batch_size,
+            limit=server.usage_queue_limit,
+            refresh_every=server.balance_refresh_interval,
+        )
+        catalog = Catalog(settings.config.models, providers)
+        auth = Authenticator(store, ttl=server.key_cache_ttl)
+        app.state.settings = settings
+        app.state.storage = store
+        app.state.catalog = catalog
+        app.state.writer = writer
+        app.state.ledger = ledger
+        app.state.completions = CompletionService(catalog, auth, Billing(ledger, writer), server.upstream_timeout)
+        await asyncio.to_thread(warm_up)
+        writer.start()
+        log.info("tollgate ready: %d models, %d providers, config %s", len(catalog.models), len(providers),
+                 settings.source)
+        try:
+            yield
+        finally:
+            await writer.stop()
+            for p in providers.values():
+                await p.close()
+            if storage is None:
+                await store.close()
+
+    return Starlette(
+        routes=routes(),
+        lifespan=lifespan,
+        exception_handlers={
+            TollgateError: handle_tollgate_error,
+            HTTPException: handle_http_exception,
+            Exception: handle_unexpected,
+        },
+    )

@@ -1,0 +1,1 @@
+"""Wire models of Tollgate's public API."""

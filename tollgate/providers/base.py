@@ -1,0 +1,64 @@
+"""What every provider adapter offers the services: a JSON chat call and a streamed one, both in OpenAI shape.
+
+Adapters translate; ``HttpClient`` does the I/O. A provider kind is registered in ``registry.py`` by name.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from tollgate.providers.usage import Usage
+
+
+@dataclass(slots=True)
+class ChatResult:
+    """An OpenAI ``chat.completion``: the encoded body as it goes to the client, and its parsed form."""
+
+    body: bytes
+    data: dict[str, Any]
+    usage: Usage | None
+
+
+class ChatStream(ABC):
+    """An open upstream stream, yielding OpenAI SSE frames (``data: {chunk}\\n\\n``) without ``[DONE]``.
+
+    While iterating it keeps ``usage`` (when the upstream reported it), the completion text seen so far
+    (to estimate usage when it did not) and ``finished`` (the upstream ended the stream properly).
+    """
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        self.text_parts: list[str] = []
+        self.finished = False
+        self.chunks = 0
+        self.meta: dict[str, Any] = {}
+
+    @abstractmethod
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    @abstractmethod
+    def close(self) -> None:
+        """Abort the upstream request (synchronous: it must work inside a cancelled task)."""
+
+
+class Provider(ABC):
+    name: str
+
+    @abstractmethod
+    async def chat(self, body: dict[str, Any], upstream_model: str, timeout: float) -> ChatResult: ...
+
+    @abstractmethod
+    async def chat_stream(self, body: dict[str, Any], upstream_model: str, timeout: float) -> ChatStream:
+        """Open a stream; returns once the upstream accepted it (errors before that are raised here)."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+
+@dataclass(slots=True)
+class Capabilities:
+    stream_usage: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)

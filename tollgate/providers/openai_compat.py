@@ -1,0 +1,174 @@
+"""OpenAI-compatible upstreams (OpenAI, DeepSeek, Groq, vLLM, Ollama, ...): forward, barely translated.
+
+The request goes out as the client sent it (unknown fields included) with the upstream model name and, for
+streams, ``stream_options.include_usage`` set so every stream can be billed exactly. Responses go back to
+the client byte for byte.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from tollgate.errors import (
+    UpstreamBadResponseError,
+    UpstreamError,
+    UpstreamRateLimitError,
+    UpstreamRejectedError,
+    UpstreamUnavailableError,
+)
+from tollgate.providers.base import ChatResult, ChatStream, Provider
+from tollgate.providers.http import HttpClient, transport_error
+from tollgate.providers.sse import SSESplitter, encode_data, parse_event
+from tollgate.providers.usage import Usage
+from tollgate.settings import ProviderConfig
+
+
+def _upstream_message(body: bytes) -> str:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        text = body[:200].decode("utf-8", "replace").strip()
+        return text or "(empty body)"
+    if isinstance(data, dict):
+        err = data.get("error")
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return str(err["message"])
+        if isinstance(err, str):
+            return err
+        if isinstance(data.get("message"), str):
+            return str(data["message"])
+    return str(data)[:200]
+
+
+def map_error(provider: str, status: int, body: bytes, retry_after: str | None = None) -> UpstreamError:
+    msg = f"{provider}: upstream answered {status}: {_upstream_message(body)}"
+    headers = {"Retry-After": retry_after} if retry_after else {}
+    if status == 429:
+        return UpstreamRateLimitError(msg, headers=headers)
+    if status in (401, 403):
+        return UpstreamBadResponseError(
+            f"{provider}: the upstream rejected the gateway's provider credentials ({status}); "
+            "the operator must fix the provider key"
+        )
+    if status == 503:
+        return UpstreamUnavailableError(msg, headers=headers)
+    if 400 <= status < 500 and status not in (404, 408, 409):
+        return UpstreamRejectedError(msg)
+    return UpstreamBadResponseError(msg)
+
+
+def prepare_body(body: dict[str, Any], upstream_model: str, *, stream: bool) -> bytes:
+    out = dict(body)
+    out["model"] = upstream_model
+    if stream:
+        opts = out.get("stream_options")
+        out["stream_options"] = {**opts, "include_usage": True} if isinstance(opts, dict) else {
+            "include_usage": True
+        }
+    return orjson.dumps(out)
+
+
+class OpenAIStream(ChatStream):
+    def __init__(self, provider: str, resp: aiohttp.ClientResponse) -> None:
+        super().__init__()
+        self._provider = provider
+        self._resp = resp
+
+    async def _frames(self) -> AsyncIterator[bytes]:
+        splitter = SSESplitter()
+        try:
+            async for data in self._resp.content.iter_any():
+                for raw in splitter.feed(data):
+                    frame = self._handle(raw)
+                    if frame is not None:
+                        yield frame
+                if self.finished:
+                    return
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise transport_error(self._provider, exc) from None
+        for raw in splitter.feed(b"\n\n"):
+            frame = self._handle(raw)
+            if frame is not None:
+                yield frame
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._frames()
+
+    def _handle(self, raw: bytes) -> bytes | None:
+        _, data = parse_event(raw)
+        if not data:
+            return None
+        if data == b"[DONE]":
+            self.finished = True
+            return None
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise UpstreamBadResponseError(f"{self._provider}: the upstream sent invalid JSON in its stream") from None
+        if not isinstance(chunk, dict):
+            raise UpstreamBadResponseError(f"{self._provider}: the upstream sent a non-object stream chunk")
+        if "error" in chunk:
+            raise UpstreamBadResponseError(f"{self._provider}: upstream stream error: {_upstream_message(data)}")
+        if not self.chunks:
+            self.meta = {k: chunk[k] for k in ("id", "created", "model") if k in chunk}
+        usage = chunk.get("usage")
+        if usage:
+            self.usage = Usage.from_openai(usage)
+        choices = chunk.get("choices")
+        if choices:
+            delta = choices[0].get("delta")
+            if delta:
+                content = delta.get("content")
+                if content:
+                    self.text_parts.append(content)
+        self.chunks += 1
+        return encode_data(data)
+
+    def close(self) -> None:
+        self._resp.close()
+
+
+class OpenAICompatProvider(Provider):
+    def __init__(self, config: ProviderConfig, api_key: str | None) -> None:
+        self.name = config.name
+        self.config = config
+        headers = {"Content-Type": "application/json", **config.headers}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._headers = headers
+        self._url = config.base_url + "/chat/completions"
+        self._client = HttpClient(config.name, max_connections=config.max_connections)
+
+    async def chat(self, body: dict[str, Any], upstream_model: str, timeout: float) -> ChatResult:
+        payload = prepare_body(body, upstream_model, stream=False)
+        raw = await self._client.post(self._url, payload, self._headers, min(timeout, self.config.timeout))
+        if raw.status >= 400:
+            raise map_error(self.name, raw.status, raw.body, raw.headers.get("Retry-After"))
+        try:
+            data = orjson.loads(raw.body)
+        except orjson.JSONDecodeError:
+            raise UpstreamBadResponseError(f"{self.name}: the upstream answered with invalid JSON") from None
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+            raise UpstreamBadResponseError(f"{self.name}: the upstream answer is not a chat completion")
+        return ChatResult(raw.body, data, Usage.from_openai(data.get("usage")))
+
+    async def chat_stream(self, body: dict[str, Any], upstream_model: str, timeout: float) -> ChatStream:
+        payload = prepare_body(body, upstream_model, stream=True)
+        limit = min(timeout, self.config.timeout)
+        resp = await self._client.open(self._url, payload, self._headers, limit, idle=limit)
+        if resp.status >= 400:
+            try:
+                err_body = await resp.read()
+            except (aiohttp.ClientError, TimeoutError):
+                err_body = b""
+            finally:
+                resp.close()
+            raise map_error(self.name, resp.status, err_body, resp.headers.get("Retry-After"))
+        return OpenAIStream(self.name, resp)
+
+    async def close(self) -> None:
+        await self._client.close()

@@ -1,0 +1,1 @@
+"""Which deployments may serve a request, and in what order."""

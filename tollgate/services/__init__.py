@@ -1,0 +1,1 @@
+"""Request pipelines: authenticate → validate → admit → route → attempt → relay → settle."""

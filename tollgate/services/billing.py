@@ -1,0 +1,76 @@
+"""Admit and settle: the accounting stages every endpoint shares.
+
+``admit`` reserves the most a request can cost; ``finish`` settles the reservation to the actual cost and
+hands exactly one usage row to the writer, for successes and failures alike.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from tollgate.accounts.balances import BalanceLedger, Reservation
+from tollgate.accounts.pricing import cost_of, max_cost
+from tollgate.accounts.usage import UsageWriter
+from tollgate.errors import TollgateError
+from tollgate.providers.usage import Usage
+from tollgate.routing.catalog import Target
+from tollgate.services.context import RequestContext
+from tollgate.storage.base import UsageRow
+
+
+class Billing:
+    def __init__(self, ledger: BalanceLedger, writer: UsageWriter) -> None:
+        self.ledger = ledger
+        self.writer = writer
+
+    async def admit(
+        self, ctx: RequestContext, targets: list[Target], prompt_tokens: int, max_output: int
+    ) -> Reservation | None:
+        assert ctx.principal is not None
+        amount = max(max_cost(prompt_tokens, max_output, t.pricing) for t in targets)
+        return await self.ledger.reserve(ctx.principal.account_id, amount)
+
+    def finish(
+        self,
+        ctx: RequestContext,
+        reservation: Reservation | None,
+        *,
+        status: int,
+        model: str | None = None,
+        target: Target | None = None,
+        usage: Usage | None = None,
+        error: TollgateError | None = None,
+        error_code: str | None = None,
+        stream: bool = False,
+        attempts: int = 0,
+        ttft_ms: float | None = None,
+    ) -> UsageRow:
+        cost = cost_of(usage, target.pricing) if usage is not None and target is not None else Decimal(0)
+        if reservation is not None:
+            self.ledger.settle(reservation, cost)
+        u = usage or Usage()
+        principal = ctx.principal
+        row = UsageRow(
+            request_id=ctx.request_id,
+            endpoint=ctx.endpoint,
+            status=status,
+            latency_ms=ctx.elapsed_ms(),
+            created_at=ctx.created_at,
+            account_id=principal.account_id if principal else None,
+            key_id=principal.key_id if principal else None,
+            model=model,
+            provider=target.provider.name if target else None,
+            upstream_model=target.deployment.model if target else None,
+            stream=stream,
+            error_code=error_code or (error.code if error else None),
+            prompt_tokens=u.prompt_tokens,
+            completion_tokens=u.completion_tokens,
+            cached_tokens=u.cached_tokens,
+            reasoning_tokens=u.reasoning_tokens,
+            cost=cost,
+            estimated=u.estimated,
+            attempts=attempts,
+            ttft_ms=ttft_ms,
+        )
+        self.writer.submit_nowait(row)
+        return row

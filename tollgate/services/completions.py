@@ -1,0 +1,247 @@
+"""The chat-completions pipeline: authenticate → validate → admit → route → attempt → relay → settle."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from tollgate.accounts.balances import Reservation
+from tollgate.accounts.keys import Authenticator, key_from_headers
+from tollgate.errors import (
+    TollgateError,
+    UpstreamBadResponseError,
+    UpstreamError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+    ValidationError,
+)
+from tollgate.protocol.chat import ChatRequest, parse_chat_request
+from tollgate.providers.base import ChatStream
+from tollgate.providers.sse import DONE, encode_data
+from tollgate.providers.usage import Usage
+from tollgate.routing.catalog import Catalog, Target
+from tollgate.services.billing import Billing
+from tollgate.services.context import JsonReply, RequestContext, StreamReply
+from tollgate.tokens import count_messages, count_text
+
+CLIENT_CLOSED = 499
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationError(f"The request body is not valid JSON: {exc}.") from None
+
+
+def estimate_usage(req: ChatRequest, completion_text: str) -> Usage:
+    return Usage(
+        prompt_tokens=count_messages(req.body["messages"]),
+        completion_tokens=count_text(completion_text),
+        estimated=True,
+    )
+
+
+def error_frame(err: TollgateError) -> bytes:
+    return encode_data(
+        orjson.dumps({"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}})
+    )
+
+
+def final_failure(errors: list[UpstreamError]) -> UpstreamError:
+    """The error a client sees when every candidate failed; it keeps each attempt's cause."""
+    last = errors[-1]
+    if len(errors) == 1:
+        return last
+    causes = "; ".join(e.message for e in errors)
+    if all(isinstance(e, UpstreamUnavailableError) for e in errors):
+        return UpstreamUnavailableError(f"No provider reachable ({causes})", attempts=errors)
+    return type(last)(f"All {len(errors)} attempts failed: {causes}", headers=last.headers, attempts=errors)
+
+
+class CompletionService:
+    def __init__(self, catalog: Catalog, auth: Authenticator, billing: Billing, upstream_timeout: float) -> None:
+        self.catalog = catalog
+        self.auth = auth
+        self.billing = billing
+        self.upstream_timeout = upstream_timeout
+
+    async def chat(self, ctx: RequestContext, raw: bytes) -> JsonReply | StreamReply:
+        reservation: Reservation | None = None
+        model: str | None = None
+        try:
+            ctx.principal = await self.auth.authenticate(key_from_headers(ctx.authorization, ctx.x_api_key))
+            req = parse_chat_request(parse_json(raw))
+            model = req.model
+            targets = self.catalog.targets(req.model)
+            max_output = req.max_tokens or targets[0].model.max_output_length
+            reservation = await self.billing.admit(ctx, targets, len(raw) // 3 + 16, max_output)
+            if req.stream:
+                return await self._stream(ctx, req, targets, reservation)
+            return await self._json(ctx, req, targets, reservation)
+        except TollgateError as err:
+            self.billing.finish(
+                ctx, reservation, status=err.status, model=model, error=err, attempts=len(err.attempts) or 0
+            )
+            raise
+
+    def _headers(self, ctx: RequestContext, target: Target, attempts: int) -> dict[str, str]:
+        return {
+            "X-Request-ID": ctx.request_id,
+            "X-Tollgate-Provider": target.provider.name,
+            "X-Tollgate-Upstream-Model": target.deployment.model,
+            "X-Tollgate-Attempts": str(attempts),
+        }
+
+    def _remaining(self, ctx: RequestContext) -> float:
+        left = self.upstream_timeout - (time.perf_counter() - ctx.started)
+        if left <= 0:
+            raise UpstreamTimeoutError(f"The upstream did not answer within {self.upstream_timeout:g} s")
+        return left
+
+    async def _json(
+        self, ctx: RequestContext, req: ChatRequest, targets: list[Target], reservation: Reservation | None
+    ) -> JsonReply:
+        errors: list[UpstreamError] = []
+        for target in targets:
+            try:
+                result = await target.provider.chat(req.body, target.deployment.model, self._remaining(ctx))
+            except UpstreamError as err:
+                errors.append(err)
+                if not err.retryable:
+                    break
+                continue
+            body = result.body
+            usage = result.usage
+            if usage is None:
+                message = (result.data.get("choices") or [{}])[0].get("message") or {}
+                usage = estimate_usage(req, message.get("content") or "")
+                result.data["usage"] = usage.to_openai()
+                body = orjson.dumps(result.data)
+            self.billing.finish(
+                ctx, reservation, status=200, model=req.model, target=target, usage=usage,
+                attempts=len(errors) + 1,
+            )
+            return JsonReply(body, self._headers(ctx, target, len(errors) + 1))
+        raise final_failure(errors)
+
+    async def _stream(
+        self, ctx: RequestContext, req: ChatRequest, targets: list[Target], reservation: Reservation | None
+    ) -> StreamReply:
+        errors: list[UpstreamError] = []
+        for target in targets:
+            stream: ChatStream | None = None
+            try:
+                remaining = self._remaining(ctx)
+                async with asyncio.timeout(remaining):
+                    stream = await target.provider.chat_stream(req.body, target.deployment.model, remaining)
+                    frames = aiter(stream)
+                    first = await anext(frames, None)
+                if first is None and not stream.finished:
+                    raise UpstreamBadResponseError(f"{target.provider.name}: the upstream stream ended empty")
+            except (UpstreamError, TimeoutError) as exc:
+                if stream is not None:
+                    stream.close()
+                err = exc if isinstance(exc, UpstreamError) else UpstreamTimeoutError(
+                    f"{target.provider.name}: no first token within {self.upstream_timeout:g} s"
+                )
+                errors.append(err)
+                if not err.retryable:
+                    break
+                continue
+            attempts = len(errors) + 1
+            relay = StreamRelay(self, ctx, req, target, reservation, stream, frames, first, attempts)
+            return StreamReply(relay.frames(), self._headers(ctx, target, attempts), abandon=relay.abandon)
+        raise final_failure(errors)
+
+
+
+class StreamRelay:
+    """Relays one committed stream and settles it exactly once, however it ends: done, upstream failure,
+    client gone mid-stream, or client gone before the first frame was sent."""
+
+    def __init__(
+        self,
+        service: CompletionService,
+        ctx: RequestContext,
+        req: ChatRequest,
+        target: Target,
+        reservation: Reservation | None,
+        stream: ChatStream,
+        frames: AsyncIterator[bytes],
+        first: bytes | None,
+        attempts: int,
+    ) -> None:
+        self.service = service
+        self.ctx = ctx
+        self.req = req
+        self.target = target
+        self.reservation = reservation
+        self.stream = stream
+        self._frames = frames
+        self._first = first
+        self.attempts = attempts
+        self.ttft: float | None = None
+        self.settled = False
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        status = CLIENT_CLOSED
+        error: UpstreamError | None = None
+        stream, name = self.stream, self.target.provider.name
+        limit = self.service.upstream_timeout
+        deadline = self.ctx.started + limit
+        try:
+            if self._first is not None:
+                self.ttft = self.ctx.elapsed_ms()
+                yield self._first
+            try:
+                async for frame in self._frames:
+                    yield frame
+                    if time.perf_counter() > deadline:
+                        raise UpstreamTimeoutError(f"{name}: the stream exceeded the {limit:g} s limit")
+                if not stream.finished:
+                    raise UpstreamBadResponseError(f"{name}: the upstream stream was cut short")
+            except UpstreamError as err:
+                error, status = err, err.status
+                yield error_frame(err)
+                yield DONE
+                return
+            if stream.usage is None:
+                yield encode_data(orjson.dumps(self._usage_chunk()))
+            yield DONE
+            status = 200
+        finally:
+            self._settle(status, error)
+
+    async def abandon(self) -> None:
+        self._settle(CLIENT_CLOSED, None)
+
+    def _settle(self, status: int, error: UpstreamError | None) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        self.stream.close()
+        usage = self.stream.usage or estimate_usage(self.req, "".join(self.stream.text_parts))
+        self.service.billing.finish(
+            self.ctx, self.reservation, status=status, model=self.req.model, target=self.target, usage=usage,
+            error=error, error_code="CLIENT_DISCONNECTED" if status == CLIENT_CLOSED else None,
+            stream=True, attempts=self.attempts, ttft_ms=self.ttft,
+        )
+
+    def _usage_chunk(self) -> dict[str, Any]:
+        """The final usage chunk, counted locally, for upstreams that ignore ``include_usage``."""
+        stream = self.stream
+        usage = estimate_usage(self.req, "".join(stream.text_parts))
+        stream.usage = usage
+        return {
+            "id": stream.meta.get("id", "chatcmpl-" + self.ctx.request_id),
+            "object": "chat.completion.chunk",
+            "created": stream.meta.get("created", int(time.time())),
+            "model": stream.meta.get("model", self.target.deployment.model),
+            "choices": [],
+            "usage": usage.to_openai(),
+        }

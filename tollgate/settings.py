@@ -1,0 +1,222 @@
+"""Configuration: one YAML file plus the environment. The only module that reads ``os.environ``.
+
+The file declares ``server`` settings, ``providers`` (where upstreams live and how to authenticate) and
+``models`` (public ids, metadata, prices and the deployments that serve them). ``${VAR}`` and
+``${VAR:-default}`` anywhere in the file are replaced from the environment before parsing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from decimal import Decimal, InvalidOperation
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from tollgate.errors import ConfigError
+
+ENV_CONFIG = "TOLLGATE_CONFIG"
+ENV_DATABASE_URL = "TOLLGATE_DATABASE_URL"
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tollgate.db"
+EXAMPLE_CONFIG = "example_config.yaml"
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _decimal(value: Any) -> Decimal:
+    """Prices and amounts are decimal strings; floats are refused because they are not exact."""
+    if isinstance(value, float):
+        raise ValueError(f"write {value!r} as a quoted decimal string, e.g. \"{value}\"")
+    if isinstance(value, Decimal):
+        return value
+    try:
+        result = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f"{value!r} is not a decimal number") from None
+    if not result.is_finite() or result < 0:
+        raise ValueError(f"{value!r} must be a non-negative decimal number")
+    return result
+
+
+Money = Annotated[Decimal, BeforeValidator(_decimal)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Pricing(_Strict):
+    """Price per token (per image / per request for those two), in the account currency."""
+
+    prompt: Money = Decimal(0)
+    completion: Money = Decimal(0)
+    input_cache_read: Money | None = None
+    image: Money = Decimal(0)
+    request: Money = Decimal(0)
+
+    @property
+    def cache_read(self) -> Decimal:
+        return self.prompt if self.input_cache_read is None else self.input_cache_read
+
+
+class ProviderConfig(_Strict):
+    name: str = Field(min_length=1)
+    kind: Literal["openai", "anthropic", "gemini"] = "openai"
+    base_url: str
+    api_key: str | None = None
+    api_key_env: str | None = None
+    timeout: float = Field(default=180.0, gt=0)
+    max_connections: int = Field(default=256, gt=0)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"{v!r} must start with http:// or https://")
+        return v.rstrip("/")
+
+
+class Deployment(_Strict):
+    provider: str
+    model: str = Field(min_length=1, description="the model name the upstream expects")
+    pricing: Pricing | None = None
+    weight: float = Field(default=1.0, gt=0)
+
+
+class ModelConfig(_Strict):
+    id: str = Field(min_length=1)
+    name: str | None = None
+    hugging_face_id: str = ""
+    description: str = ""
+    context_length: int = Field(default=8192, gt=0)
+    max_output_length: int = Field(default=4096, gt=0)
+    pricing: Pricing = Field(default_factory=Pricing)
+    input_modalities: list[str] = Field(default_factory=lambda: ["text"])
+    output_modalities: list[str] = Field(default_factory=lambda: ["text"])
+    quantization: str = "unknown"
+    supported_features: list[str] = Field(default_factory=list)
+    deployments: list[Deployment] = Field(min_length=1)
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    grace_buffer: Money = Decimal("0")
+    upstream_timeout: float = Field(default=180.0, gt=0)
+    body_limit: int = Field(default=1_048_576, gt=0)
+    default_account: str = "default"
+    usage_flush_interval: float = Field(default=0.1, gt=0)
+    usage_batch_size: int = Field(default=500, gt=0)
+    usage_queue_limit: int = Field(default=10_000, gt=0)
+    key_cache_ttl: float = Field(default=5.0, ge=0)
+    balance_refresh_interval: float = Field(default=1.0, gt=0)
+
+
+class Config(_Strict):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    database_url: str = DEFAULT_DATABASE_URL
+    providers: list[ProviderConfig] = Field(default_factory=list)
+    models: list[ModelConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        names = [p.name for p in self.providers]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"provider names must be unique; repeated: {sorted(dup)}")
+        ids = [m.id for m in self.models]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"model ids must be unique; repeated: {sorted(dup)}")
+        for i, m in enumerate(self.models):
+            for j, d in enumerate(m.deployments):
+                if d.provider not in names:
+                    raise ValueError(
+                        f"models.{i}.deployments.{j}.provider: {d.provider!r} is not a declared provider "
+                        f"(declared: {names})"
+                    )
+        return self
+
+
+class Settings:
+    """The loaded configuration plus what the environment overrides, resolved once at start-up."""
+
+    def __init__(self, config: Config, *, source: str, environ: dict[str, str] | None = None) -> None:
+        env = os.environ if environ is None else environ
+        self.config = config
+        self.source = source
+        self.database_url = env.get(ENV_DATABASE_URL) or config.database_url
+        self.provider_keys: dict[str, str | None] = {}
+        for p in config.providers:
+            key = p.api_key
+            if key is None and p.api_key_env:
+                key = env.get(p.api_key_env) or None
+            self.provider_keys[p.name] = key
+
+    @property
+    def server(self) -> ServerConfig:
+        return self.config.server
+
+
+def interpolate(text: str, environ: dict[str, str] | os._Environ[str]) -> str:
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        value = environ.get(name)
+        if value is None or (value == "" and default is not None):
+            if default is None:
+                return ""
+            return default
+        return value
+
+    return _VAR.sub(sub, text)
+
+
+def _format_error(source: str, err: PydanticValidationError) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"  {where}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(text: str, source: str, environ: dict[str, str] | None = None) -> Config:
+    env = os.environ if environ is None else environ
+    try:
+        data = yaml.safe_load(interpolate(text, env)) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid configuration in {source}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid configuration in {source}: the top level must be a mapping")
+    try:
+        return Config.model_validate(data)
+    except PydanticValidationError as exc:
+        raise ConfigError(_format_error(source, exc)) from None
+
+
+def config_path(explicit: str | None) -> str | None:
+    """The config file to use: ``--config``, else ``$TOLLGATE_CONFIG``, else ``None`` (the bundled example)."""
+    return explicit or os.environ.get(ENV_CONFIG) or None
+
+
+def load_settings(path: str | None = None, environ: dict[str, str] | None = None) -> Settings:
+    chosen = config_path(path) if environ is None else (path or environ.get(ENV_CONFIG))
+    if chosen:
+        p = Path(chosen)
+        if not p.is_file():
+            raise ConfigError(f"configuration file {chosen} does not exist")
+        text, source = p.read_text(encoding="utf-8"), str(p)
+    else:
+        text = resources.files("tollgate").joinpath(EXAMPLE_CONFIG).read_text(encoding="utf-8")
+        source = f"<bundled {EXAMPLE_CONFIG}>"
+    return Settings(parse_config(text, source, environ), source=source, environ=environ)

@@ -1,0 +1,184 @@
+"""The SQLAlchemy implementation of ``Storage``: SQLite (aiosqlite) and PostgreSQL (asyncpg) alike."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import defaultdict
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import event, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from tollgate.storage.base import AccountRecord, KeyRecord, UsageRow
+from tollgate.storage.migrate import upgrade
+from tollgate.storage.money import from_units, to_units
+from tollgate.storage.tables import accounts, api_keys, balance_events, usage
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _account(row: Row[Any]) -> AccountRecord:
+    return AccountRecord(row.id, row.name, from_units(row.balance_units), from_units(row.spent_units))
+
+
+def _key(row: Row[Any]) -> KeyRecord:
+    return KeyRecord(
+        row.id, row.account_id, row.name, row.prefix, row.key_hash, row.created_at, row.revoked_at
+    )
+
+
+_USAGE_FIELDS = [c.name for c in usage.columns if c.name not in ("id", "cost_units")]
+
+
+class SqlStorage:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {}
+        if not self.is_sqlite:
+            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    async def migrate(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(upgrade)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # accounts -------------------------------------------------------------------------------------------
+    async def find_account(self, name: str) -> AccountRecord | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(accounts).where(accounts.c.name == name))).first()
+        return _account(row) if row else None
+
+    async def get_account(self, account_id: str) -> AccountRecord | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(accounts).where(accounts.c.id == account_id))).first()
+        return _account(row) if row else None
+
+    async def ensure_account(self, name: str) -> AccountRecord:
+        found = await self.find_account(name)
+        if found:
+            return found
+        new_id = "acct_" + secrets.token_hex(8)
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                accounts.insert().values(
+                    id=new_id, name=name, balance_units=0, spent_units=0, created_at=time.time()
+                )
+            )
+        return AccountRecord(new_id, name, Decimal(0), Decimal(0))
+
+    async def add_balance(self, account_id: str, amount: Decimal, note: str = "") -> AccountRecord:
+        units = to_units(amount)
+        async with self.engine.begin() as conn:
+            res = await conn.execute(
+                update(accounts)
+                .where(accounts.c.id == account_id)
+                .values(balance_units=accounts.c.balance_units + units)
+            )
+            if res.rowcount != 1:
+                raise LookupError(f"no account {account_id}")
+            await conn.execute(
+                balance_events.insert().values(
+                    account_id=account_id, amount_units=units, note=note, created_at=time.time()
+                )
+            )
+            row = (await conn.execute(select(accounts).where(accounts.c.id == account_id))).one()
+        return _account(row)
+
+    async def balances(self, account_ids: list[str]) -> dict[str, Decimal]:
+        if not account_ids:
+            return {}
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(accounts.c.id, accounts.c.balance_units).where(accounts.c.id.in_(account_ids))
+            )
+            return {r.id: from_units(r.balance_units) for r in rows}
+
+    # keys -----------------------------------------------------------------------------------------------
+    async def insert_key(self, record: KeyRecord) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                api_keys.insert().values(
+                    id=record.id,
+                    account_id=record.account_id,
+                    name=record.name,
+                    prefix=record.prefix,
+                    key_hash=record.key_hash,
+                    created_at=record.created_at,
+                    revoked_at=record.revoked_at,
+                )
+            )
+
+    async def key_by_prefix(self, prefix: str) -> KeyRecord | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(api_keys).where(api_keys.c.prefix == prefix))).first()
+        return _key(row) if row else None
+
+    async def list_keys(self, account_id: str | None = None) -> list[KeyRecord]:
+        q = select(api_keys).order_by(api_keys.c.created_at)
+        if account_id is not None:
+            q = q.where(api_keys.c.account_id == account_id)
+        async with self.engine.connect() as conn:
+            return [_key(r) for r in await conn.execute(q)]
+
+    async def revoke_key(self, key_id: str, when: float) -> bool:
+        async with self.engine.begin() as conn:
+            res = await conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=when)
+            )
+        return bool(res.rowcount == 1)
+
+    # usage ----------------------------------------------------------------------------------------------
+    async def write_usage(self, rows: list[UsageRow]) -> None:
+        if not rows:
+            return
+        debits: dict[str, int] = defaultdict(int)
+        values = []
+        for r in rows:
+            units = to_units(r.cost)
+            v = {f: getattr(r, f) for f in _USAGE_FIELDS}
+            v["cost_units"] = units
+            values.append(v)
+            if units and r.account_id:
+                debits[r.account_id] += units
+        async with self.engine.begin() as conn:
+            await conn.execute(usage.insert(), values)
+            for account_id, units in sorted(debits.items()):
+                await conn.execute(
+                    update(accounts)
+                    .where(accounts.c.id == account_id)
+                    .values(
+                        balance_units=accounts.c.balance_units - units,
+                        spent_units=accounts.c.spent_units + units,
+                    )
+                )
+
+    async def list_usage(self, limit: int = 100) -> list[UsageRow]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(usage).order_by(usage.c.id.desc()).limit(limit))
+            out = []
+            for r in rows:
+                m = r._mapping
+                out.append(UsageRow(**{f: m[f] for f in _USAGE_FIELDS}, cost=from_units(m["cost_units"])))
+            return out
+
+
+def open_storage(url: str) -> SqlStorage:
+    return SqlStorage(url)
