@@ -53,11 +53,17 @@ def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
         app.state.catalog = catalog
         app.state.writer = writer
         app.state.ledger = ledger
-        app.state.completions = CompletionService(catalog, auth, Billing(ledger, writer), server.upstream_timeout)
+        app.state.completions = CompletionService(
+            catalog, auth, Billing(ledger, writer), server.upstream_timeout
+        )
         await asyncio.to_thread(warm_up)
         writer.start()
-        log.info("tollgate ready: %d models, %d providers, config %s", len(catalog.models), len(providers),
-                 settings.source)
+        log.info(
+            "tollgate ready: %d models, %d providers, config %s",
+            len(catalog.models),
+            len(providers),
+            settings.source,
+        )
         try:
             yield
         finally:

@@ -23,7 +23,9 @@ from tollgate.storage import AccountRecord, SqlStorage, open_storage
 
 T = TypeVar("T")
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Tollgate, an OpenAI-compatible LLM gateway.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Tollgate, an OpenAI-compatible LLM gateway."
+)
 keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys.")
 balance_app = typer.Typer(no_args_is_help=True, help="Show and top up account balances.")
 app.add_typer(keys_app, name="keys")
@@ -31,7 +33,9 @@ app.add_typer(balance_app, name="balance")
 
 ConfigOpt = Annotated[str | None, typer.Option("--config", "-c", help="YAML config file.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-AccountOpt = Annotated[str | None, typer.Option("--account", help="Account name (default: the default account).")]
+AccountOpt = Annotated[
+    str | None, typer.Option("--account", help="Account name (default: the default account).")
+]
 
 
 def _settings(config: str | None) -> Settings:
@@ -103,8 +107,11 @@ def simulate(
     """Run the provider simulator (an OpenAI-compatible upstream for trying Tollgate without a key)."""
     from tollgate.simulator import serve as sim_serve
 
-    sim_serve(host, port, {"latency_ms": latency_ms, "chunk_delay_ms": chunk_delay_ms,
-                           "completion_tokens": completion_tokens})
+    sim_serve(
+        host,
+        port,
+        {"latency_ms": latency_ms, "chunk_delay_ms": chunk_delay_ms, "completion_tokens": completion_tokens},
+    )
 
 
 @keys_app.command("create")
@@ -124,8 +131,12 @@ def keys_create(
         return {"id": new.record.id, "key": new.secret, "prefix": new.record.prefix, "account": acct.name}
 
     out = _with_storage(settings, run)
-    _emit(as_json, out, f"Created key {out['id']} ({name}) on account {out['account']}:\n\n    {out['key']}\n\n"
-          "Copy it now: it is not stored and cannot be shown again.")
+    _emit(
+        as_json,
+        out,
+        f"Created key {out['id']} ({name}) on account {out['account']}:\n\n    {out['key']}\n\n"
+        "Copy it now: it is not stored and cannot be shown again.",
+    )
 
 
 @keys_app.command("list")
@@ -141,8 +152,14 @@ def keys_list(account: AccountOpt = None, config: ConfigOpt = None, as_json: Jso
                 return []
             acct_id = found.id
         return [
-            {"id": k.id, "name": k.name, "prefix": k.prefix, "account_id": k.account_id,
-             "created_at": k.created_at, "revoked": k.revoked_at is not None}
+            {
+                "id": k.id,
+                "name": k.name,
+                "prefix": k.prefix,
+                "account_id": k.account_id,
+                "created_at": k.created_at,
+                "revoked": k.revoked_at is not None,
+            }
             for k in await store.list_keys(acct_id)
         ]
 
@@ -180,8 +197,11 @@ def balance_add(
         return await store.add_balance(acct.id, value, note="cli")
 
     rec = _with_storage(settings, run)
-    _emit(as_json, {"account": rec.name, "balance": _money(rec.balance), "spent": _money(rec.spent)},
-          f"{rec.name}: balance {_money(rec.balance)} (spent {_money(rec.spent)})")
+    _emit(
+        as_json,
+        {"account": rec.name, "balance": _money(rec.balance), "spent": _money(rec.spent)},
+        f"{rec.name}: balance {_money(rec.balance)} (spent {_money(rec.spent)})",
+    )
 
 
 @balance_app.command("show")
@@ -189,10 +209,17 @@ def balance_show(account: AccountOpt = None, config: ConfigOpt = None, as_json: 
     """Show an account's balance and spend."""
     settings = _settings(config)
     rec = _with_storage(settings, lambda store: _account(store, settings, account))
-    _emit(as_json, {"account": rec.name, "balance": _money(rec.balance), "spent": _money(rec.spent),
-                    "grace_buffer": _money(settings.server.grace_buffer)},
-          f"{rec.name}: balance {_money(rec.balance)} (spent {_money(rec.spent)}, "
-          f"grace buffer {_money(settings.server.grace_buffer)})")
+    _emit(
+        as_json,
+        {
+            "account": rec.name,
+            "balance": _money(rec.balance),
+            "spent": _money(rec.spent),
+            "grace_buffer": _money(settings.server.grace_buffer),
+        },
+        f"{rec.name}: balance {_money(rec.balance)} (spent {_money(rec.spent)}, "
+        f"grace buffer {_money(settings.server.grace_buffer)})",
+    )
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 def _decimal(value: Any) -> Decimal:
     """Prices and amounts are decimal strings; floats are refused because they are not exact."""
     if isinstance(value, float):
-        raise ValueError(f"write {value!r} as a quoted decimal string, e.g. \"{value}\"")
+        raise ValueError(f'write {value!r} as a quoted decimal string, e.g. "{value}"')
     if isinstance(value, Decimal):
         return value
     try:

@@ -23,4 +23,6 @@ def cost_of(usage: Usage, pricing: Pricing) -> Decimal:
 
 def max_cost(prompt_tokens: int, max_output_tokens: int, pricing: Pricing) -> Decimal:
     """The most a request can plausibly cost: what the balance reservation holds."""
-    return round_money(prompt_tokens * pricing.prompt + max_output_tokens * pricing.completion + pricing.request)
+    return round_money(
+        prompt_tokens * pricing.prompt + max_output_tokens * pricing.completion + pricing.request
+    )

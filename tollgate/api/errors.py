@@ -20,7 +20,14 @@ from tollgate.errors import (
 log = logging.getLogger("tollgate.api")
 
 DOCS_URL = "https://github.com/tollgate-gateway/tollgate#errors"
-_OPENAI_PATHS = ("/v1/chat", "/v1/completions", "/v1/responses", "/v1/embeddings", "/v1/models", "/v1/messages")
+_OPENAI_PATHS = (
+    "/v1/chat",
+    "/v1/completions",
+    "/v1/responses",
+    "/v1/embeddings",
+    "/v1/models",
+    "/v1/messages",
+)
 
 
 def is_openai_path(path: str) -> bool:
@@ -28,7 +35,9 @@ def is_openai_path(path: str) -> bool:
 
 
 def openai_body(err: TollgateError) -> bytes:
-    return orjson.dumps({"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}})
+    return orjson.dumps(
+        {"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}}
+    )
 
 
 def management_body(err: TollgateError) -> bytes:

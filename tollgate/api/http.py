@@ -47,9 +47,10 @@ class SSEResponse(Response):
 
     def __init__(self, reply: StreamReply) -> None:
         super().__init__(None, 200, {**reply.headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
         self.reply = reply
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: ARG002
         streamer = asyncio.current_task()
         assert streamer is not None
         gone = False
@@ -66,7 +67,9 @@ class SSEResponse(Response):
         watcher = asyncio.get_running_loop().create_task(watch())
         started = False
         try:
-            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            await send(
+                {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+            )
             frames = self.reply.frames
             async for frame in frames:
                 started = True

@@ -54,6 +54,9 @@ async def get_model(request: Request) -> Response:
     model_id = request.path_params["model_id"]
     m = request.app.state.catalog.models.get(model_id)
     if m is None:
-        raise NotFoundError(f"Model '{model_id}' does not exist. List the available ones with GET /v1/models.",
-                            param="model", code="model_not_found")
+        raise NotFoundError(
+            f"Model '{model_id}' does not exist. List the available ones with GET /v1/models.",
+            param="model",
+            code="model_not_found",
+        )
     return json_response(orjson.dumps(model_card(m)))

@@ -52,7 +52,9 @@ def _message(i: int, m: Any) -> None:
     if content is None:
         if role == "assistant" and (m.get("tool_calls") or m.get("function_call")):
             return
-        raise ValidationError(f"'{where}.content' is required for a {role} message.", param=f"{where}.content")
+        raise ValidationError(
+            f"'{where}.content' is required for a {role} message.", param=f"{where}.content"
+        )
     if isinstance(content, str):
         return
     if isinstance(content, list):
@@ -73,12 +75,16 @@ def parse_chat_request(body: Any) -> ChatRequest:
         raise ValidationError("The request body must be a JSON object.")
     model = body.get("model")
     if model is None or model == "":
-        raise ValidationError("'model' is required: name one of the models listed by GET /v1/models.", param="model")
+        raise ValidationError(
+            "'model' is required: name one of the models listed by GET /v1/models.", param="model"
+        )
     if not isinstance(model, str):
         raise ValidationError("'model' must be a string.", param="model")
     messages = body.get("messages")
     if messages is None:
-        raise ValidationError("'messages' is required: an array of {role, content} objects.", param="messages")
+        raise ValidationError(
+            "'messages' is required: an array of {role, content} objects.", param="messages"
+        )
     if not isinstance(messages, list):
         raise ValidationError("'messages' must be an array of {role, content} objects.", param="messages")
     if not messages:

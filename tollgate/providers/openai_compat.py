@@ -66,9 +66,9 @@ def prepare_body(body: dict[str, Any], upstream_model: str, *, stream: bool) -> 
     out["model"] = upstream_model
     if stream:
         opts = out.get("stream_options")
-        out["stream_options"] = {**opts, "include_usage": True} if isinstance(opts, dict) else {
-            "include_usage": True
-        }
+        out["stream_options"] = (
+            {**opts, "include_usage": True} if isinstance(opts, dict) else {"include_usage": True}
+        )
     return orjson.dumps(out)
 
 
@@ -108,11 +108,15 @@ class OpenAIStream(ChatStream):
         try:
             chunk = orjson.loads(data)
         except orjson.JSONDecodeError:
-            raise UpstreamBadResponseError(f"{self._provider}: the upstream sent invalid JSON in its stream") from None
+            raise UpstreamBadResponseError(
+                f"{self._provider}: the upstream sent invalid JSON in its stream"
+            ) from None
         if not isinstance(chunk, dict):
             raise UpstreamBadResponseError(f"{self._provider}: the upstream sent a non-object stream chunk")
         if "error" in chunk:
-            raise UpstreamBadResponseError(f"{self._provider}: upstream stream error: {_upstream_message(data)}")
+            raise UpstreamBadResponseError(
+                f"{self._provider}: upstream stream error: {_upstream_message(data)}"
+            )
         if not self.chunks:
             self.meta = {k: chunk[k] for k in ("id", "created", "model") if k in chunk}
         usage = chunk.get("usage")

@@ -25,14 +25,14 @@ class Target:
 class Catalog:
     def __init__(self, models: list[ModelConfig], providers: dict[str, Provider]) -> None:
         self.models = {m.id: m for m in models}
-        self._targets = {
-            m.id: [Target(m, d, providers[d.provider]) for d in m.deployments] for m in models
-        }
+        self._targets = {m.id: [Target(m, d, providers[d.provider]) for d in m.deployments] for m in models}
 
     def model(self, model_id: str) -> ModelConfig:
         found = self.models.get(model_id)
         if found is None:
-            raise NotFoundError(f"Model '{model_id}' is not available. Available models: {', '.join(self.models)}.")
+            raise NotFoundError(
+                f"Model '{model_id}' is not available. Available models: {', '.join(self.models)}."
+            )
         return found
 
     def targets(self, model_id: str) -> list[Target]:

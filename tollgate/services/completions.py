@@ -48,7 +48,9 @@ def estimate_usage(req: ChatRequest, completion_text: str) -> Usage:
 
 def error_frame(err: TollgateError) -> bytes:
     return encode_data(
-        orjson.dumps({"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}})
+        orjson.dumps(
+            {"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}}
+        )
     )
 
 
@@ -64,7 +66,9 @@ def final_failure(errors: list[UpstreamError]) -> UpstreamError:
 
 
 class CompletionService:
-    def __init__(self, catalog: Catalog, auth: Authenticator, billing: Billing, upstream_timeout: float) -> None:
+    def __init__(
+        self, catalog: Catalog, auth: Authenticator, billing: Billing, upstream_timeout: float
+    ) -> None:
         self.catalog = catalog
         self.auth = auth
         self.billing = billing
@@ -97,6 +101,17 @@ class CompletionService:
             "X-Tollgate-Attempts": str(attempts),
         }
 
+    def _past_deadline(self, ctx: RequestContext, err: UpstreamError, target: Target) -> UpstreamError:
+        """A timeout caused by the overall limit is reported against that limit."""
+        if (
+            isinstance(err, UpstreamTimeoutError)
+            and time.perf_counter() - ctx.started >= self.upstream_timeout * 0.98
+        ):
+            return UpstreamTimeoutError(
+                f"{target.provider.name}: the upstream did not answer within the {self.upstream_timeout:g} s limit"
+            )
+        return err
+
     def _remaining(self, ctx: RequestContext) -> float:
         left = self.upstream_timeout - (time.perf_counter() - ctx.started)
         if left <= 0:
@@ -111,7 +126,7 @@ class CompletionService:
             try:
                 result = await target.provider.chat(req.body, target.deployment.model, self._remaining(ctx))
             except UpstreamError as err:
-                errors.append(err)
+                errors.append(self._past_deadline(ctx, err, target))
                 if not err.retryable:
                     break
                 continue
@@ -123,7 +138,12 @@ class CompletionService:
                 result.data["usage"] = usage.to_openai()
                 body = orjson.dumps(result.data)
             self.billing.finish(
-                ctx, reservation, status=200, model=req.model, target=target, usage=usage,
+                ctx,
+                reservation,
+                status=200,
+                model=req.model,
+                target=target,
+                usage=usage,
                 attempts=len(errors) + 1,
             )
             return JsonReply(body, self._headers(ctx, target, len(errors) + 1))
@@ -146,8 +166,12 @@ class CompletionService:
             except (UpstreamError, TimeoutError) as exc:
                 if stream is not None:
                     stream.close()
-                err = exc if isinstance(exc, UpstreamError) else UpstreamTimeoutError(
-                    f"{target.provider.name}: no first token within {self.upstream_timeout:g} s"
+                err = self._past_deadline(
+                    ctx,
+                    exc
+                    if isinstance(exc, UpstreamError)
+                    else UpstreamTimeoutError(f"{target.provider.name}: no first token in time"),
+                    target,
                 )
                 errors.append(err)
                 if not err.retryable:
@@ -157,7 +181,6 @@ class CompletionService:
             relay = StreamRelay(self, ctx, req, target, reservation, stream, frames, first, attempts)
             return StreamReply(relay.frames(), self._headers(ctx, target, attempts), abandon=relay.abandon)
         raise final_failure(errors)
-
 
 
 class StreamRelay:
@@ -227,9 +250,17 @@ class StreamRelay:
         self.stream.close()
         usage = self.stream.usage or estimate_usage(self.req, "".join(self.stream.text_parts))
         self.service.billing.finish(
-            self.ctx, self.reservation, status=status, model=self.req.model, target=self.target, usage=usage,
-            error=error, error_code="CLIENT_DISCONNECTED" if status == CLIENT_CLOSED else None,
-            stream=True, attempts=self.attempts, ttft_ms=self.ttft,
+            self.ctx,
+            self.reservation,
+            status=status,
+            model=self.req.model,
+            target=self.target,
+            usage=usage,
+            error=error,
+            error_code="CLIENT_DISCONNECTED" if status == CLIENT_CLOSED else None,
+            stream=True,
+            attempts=self.attempts,
+            ttft_ms=self.ttft,
         )
 
     def _usage_chunk(self) -> dict[str, Any]:

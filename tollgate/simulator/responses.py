@@ -1,0 +1,155 @@
+"""Low-overhead ASGI responses for the simulator: SSE streams, dropped connections, silence."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any, Final, Literal
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from tollgate.simulator.wire import DONE_EVENT
+
+__all__ = ["CutResponse", "DropConnection", "SilentResponse", "StreamResponse", "Watch", "install_log_filter"]
+
+Ending = Literal["done", "cut", "hang"]
+_START: Final = "http.response.start"
+_BODY: Final = "http.response.body"
+
+
+class DropConnection(Exception):
+    """Raised inside a response to make the server close the connection mid-response."""
+
+
+class _DropFilter(logging.Filter):
+    """Hides the server's error log for deliberate ``DropConnection`` aborts."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, DropConnection)
+
+
+def install_log_filter() -> None:
+    """Install the ``DropConnection`` filter on uvicorn's error logger (idempotent)."""
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _DropFilter) for f in logger.filters):
+        logger.addFilter(_DropFilter())
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class Watch:
+    """Sleeps that end early when the client disconnects (one watcher task, created lazily).
+
+    ``stopping`` is set when the server shuts down: waits that would last until the client
+    disconnects then give up by dropping the connection."""
+
+    __slots__ = ("_receive", "_stopping", "_task")
+
+    def __init__(self, receive: Receive, stopping: threading.Event) -> None:
+        self._receive = receive
+        self._stopping = stopping
+        self._task: asyncio.Task[None] | None = None
+
+    def _watcher(self) -> asyncio.Task[None]:
+        if self._task is None:
+            self._task = asyncio.ensure_future(_until_disconnect(self._receive))
+        return self._task
+
+    async def sleep(self, seconds: float) -> bool:
+        """Sleep ``seconds``; return True if the client disconnected (possibly earlier)."""
+        task = self._watcher()
+        if not task.done():
+            await asyncio.wait((task,), timeout=seconds)
+        return task.done()
+
+    async def forever(self) -> None:
+        """Wait until the client disconnects (raise ``DropConnection`` if the server stops first)."""
+        task = self._watcher()
+        while not task.done():
+            if self._stopping.is_set():
+                raise DropConnection
+            await asyncio.wait((task,), timeout=0.05)
+
+    def close(self) -> None:
+        """Stop watching."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+
+class SilentResponse(Response):
+    """Sends nothing (the client already went away)."""
+
+    def __init__(self) -> None:
+        self.status_code = 499
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: ARG002
+        return None
+
+
+class CutResponse(Response):
+    """Sends the status line and headers (announcing a body), then drops the connection."""
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], record: dict[str, Any]) -> None:
+        self.status_code = status
+        self._raw = headers
+        self._record = record
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: ARG002
+        self._record["status"] = self.status_code
+        await send({"type": _START, "status": self.status_code, "headers": self._raw})
+        raise DropConnection
+
+
+class StreamResponse(Response):
+    """An SSE stream of prebuilt events, then ``[DONE]`` ("done"), a dropped connection ("cut") or
+    a hang until the client disconnects ("hang"). Without a chunk delay all events go out in a
+    single write; with one, each event is its own write and disconnects are noticed while waiting."""
+
+    def __init__(self, events: list[bytes], ending: Ending, delay: float, record: dict[str, Any],
+                 watch: Watch, headers: list[tuple[bytes, bytes]]) -> None:  # fmt: skip
+        self.status_code = 200
+        self._events = events
+        self._ending = ending
+        self._delay = delay
+        self._record = record
+        self._watch = watch
+        self._raw = headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: ARG002
+        record = self._record
+        record["status"] = 200
+        events = self._events
+        await send({"type": _START, "status": 200, "headers": self._raw})
+        try:
+            if self._delay <= 0:
+                record["chunks_sent"] = len(events)
+                if self._ending == "done":
+                    record["completed"] = True
+                    events.append(DONE_EVENT)
+                    await send({"type": _BODY, "body": b"".join(events), "more_body": False})
+                    return
+                if events:
+                    await send({"type": _BODY, "body": b"".join(events), "more_body": True})
+            else:
+                for i, event in enumerate(events):
+                    if i and await self._watch.sleep(self._delay):
+                        record["cancelled"] = True
+                        return
+                    await send({"type": _BODY, "body": event, "more_body": True})
+                    record["chunks_sent"] = i + 1
+                if self._ending == "done":
+                    record["completed"] = True
+                    await send({"type": _BODY, "body": DONE_EVENT, "more_body": False})
+                    return
+            if self._ending == "cut":
+                raise DropConnection
+            await self._watch.forever()
+            record["cancelled"] = True
+        finally:
+            self._watch.close()
