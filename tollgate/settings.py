@@ -130,14 +130,21 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _references(self) -> Config:
+        # Errors raised here have no location of their own, so each message starts with its key path.
         names = [p.name for p in self.providers]
-        dup = {n for n in names if names.count(n) > 1}
-        if dup:
-            raise ValueError(f"provider names must be unique; repeated: {sorted(dup)}")
+        for i, name in enumerate(names):
+            if names.index(name) != i:
+                raise ValueError(
+                    f"providers.{i}.name: provider names must be unique; {name!r} is already "
+                    f"providers.{names.index(name)}"
+                )
         ids = [m.id for m in self.models]
-        dup = {i for i in ids if ids.count(i) > 1}
-        if dup:
-            raise ValueError(f"model ids must be unique; repeated: {sorted(dup)}")
+        for i, model_id in enumerate(ids):
+            if ids.index(model_id) != i:
+                raise ValueError(
+                    f"models.{i}.id: model ids must be unique; {model_id!r} is already "
+                    f"models.{ids.index(model_id)}"
+                )
         for i, m in enumerate(self.models):
             for j, d in enumerate(m.deployments):
                 if d.provider not in names:
@@ -184,9 +191,10 @@ def interpolate(text: str, environ: dict[str, str] | os._Environ[str]) -> str:
 def _format_error(source: str, err: PydanticValidationError) -> str:
     lines = [f"invalid configuration in {source}:"]
     for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        where = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
-        lines.append(f"  {where}: {msg}")
+        # A location-less error comes from ``Config._references``, whose messages name their own key path.
+        lines.append(f"  {where}: {msg}" if where else f"  {msg}")
     return "\n".join(lines)
 
 

@@ -57,7 +57,9 @@ def test_rate_limit_keeps_retry_after_in_headers(load_json: Any) -> None:
 
 
 @pytest.mark.parametrize(("status", "fixture"), [(401, "authentication_error"), (403, "permission_error")])
-def test_rejected_credentials_are_reported_as_a_gateway_problem(status: int, fixture: str, load_json: Any) -> None:
+def test_rejected_credentials_are_reported_as_a_gateway_problem(
+    status: int, fixture: str, load_json: Any
+) -> None:
     body = load_json("error_bodies.json")[fixture]
     err = map_error(status, orjson.dumps(body))
     assert type(err) is UpstreamBadResponseError
@@ -91,6 +93,8 @@ def test_stream_error_events_map_by_error_type() -> None:
     event = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
     err = error_from_event(event)
     assert type(err) is UpstreamUnavailableError and err.message == "anthropic: Overloaded"
-    api = error_from_event({"type": "error", "error": {"type": "api_error", "message": "Internal server error"}})
+    api = error_from_event(
+        {"type": "error", "error": {"type": "api_error", "message": "Internal server error"}}
+    )
     assert type(api) is UpstreamBadResponseError
     assert type(error_from_event({"type": "error"})) is UpstreamBadResponseError

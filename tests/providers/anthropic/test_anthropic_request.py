@@ -16,7 +16,11 @@ WEATHER_TOOL = {
     "function": {
         "name": "get_weather",
         "description": "Get the current weather in a given location",
-        "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]},
+        "parameters": {
+            "type": "object",
+            "properties": {"location": {"type": "string"}},
+            "required": ["location"],
+        },
     },
 }
 REPORT_SCHEMA = {
@@ -47,18 +51,29 @@ def test_tool_results_are_placed_before_text_in_a_merged_user_turn() -> None:
     body = _body(
         messages=[
             {"role": "user", "content": "weather?"},
-            {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}},
-            ]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "toolu_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": ""},
+                    },
+                ],
+            },
             {"role": "user", "content": "also, be brief"},
             {"role": "tool", "tool_call_id": "toolu_1", "content": ""},
         ],
         tools=[WEATHER_TOOL],
     )
     turns = build_request(body, MODEL)["messages"]
-    assert turns[1] == {"role": "assistant", "content": [
-        {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}},
-    ]}
+    assert turns[1] == {
+        "role": "assistant",
+        "content": [
+            {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}},
+        ],
+    }
     assert turns[2]["content"] == [
         {"type": "tool_result", "tool_use_id": "toolu_1"},
         {"type": "text", "text": "also, be brief"},
@@ -66,12 +81,21 @@ def test_tool_results_are_placed_before_text_in_a_merged_user_turn() -> None:
 
 
 def test_invalid_tool_call_arguments_are_rejected_naming_the_message_index() -> None:
-    body = _body(messages=[
-        {"role": "user", "content": "hi"},
-        {"role": "assistant", "tool_calls": [
-            {"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": "{not json"}},
-        ]},
-    ])
+    body = _body(
+        messages=[
+            {"role": "user", "content": "hi"},
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {
+                        "id": "toolu_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": "{not json"},
+                    },
+                ],
+            },
+        ]
+    )
     with pytest.raises(ValidationError, match=r"messages\[1\]\.tool_calls\[0\]\.function\.arguments"):
         build_request(body, MODEL)
 
@@ -96,7 +120,9 @@ def test_tool_choice_maps_to_anthropic_tool_choice(choice: Any, expected: dict[s
 
 
 def test_parallel_tool_calls_false_disables_parallel_tool_use_on_the_chosen_mode() -> None:
-    built = build_request(_body(tools=[WEATHER_TOOL], tool_choice="required", parallel_tool_calls=False), MODEL)
+    built = build_request(
+        _body(tools=[WEATHER_TOOL], tool_choice="required", parallel_tool_calls=False), MODEL
+    )
     assert built["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
 
 
@@ -106,13 +132,22 @@ def test_tool_choice_without_tools_is_dropped() -> None:
 
 
 def test_json_schema_response_format_is_emulated_with_a_forced_tool_named_after_the_schema() -> None:
-    body = _body(response_format={"type": "json_schema", "json_schema": {
-        "name": "weather_report", "description": "A weather report", "schema": REPORT_SCHEMA, "strict": True,
-    }})
+    body = _body(
+        response_format={
+            "type": "json_schema",
+            "json_schema": {
+                "name": "weather_report",
+                "description": "A weather report",
+                "schema": REPORT_SCHEMA,
+                "strict": True,
+            },
+        }
+    )
     built = build_request(body, MODEL)
     assert json_tool_name(body) == "weather_report"
-    assert built["tools"] == [{"name": "weather_report", "description": "A weather report",
-                               "input_schema": REPORT_SCHEMA}]
+    assert built["tools"] == [
+        {"name": "weather_report", "description": "A weather report", "input_schema": REPORT_SCHEMA}
+    ]
     assert built["tool_choice"] == {"type": "tool", "name": "weather_report"}
 
 
@@ -126,18 +161,27 @@ def test_json_object_response_format_forces_the_generic_json_tool() -> None:
 
 
 def test_json_schema_alongside_client_tools_lets_the_model_pick_any_tool() -> None:
-    body = _body(tools=[WEATHER_TOOL], response_format={
-        "type": "json_schema", "json_schema": {"name": "weather_report", "schema": REPORT_SCHEMA},
-    })
+    body = _body(
+        tools=[WEATHER_TOOL],
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "weather_report", "schema": REPORT_SCHEMA},
+        },
+    )
     built = build_request(body, MODEL)
     assert [t["name"] for t in built["tools"]] == ["get_weather", "weather_report"]
     assert built["tool_choice"] == {"type": "any"}
 
 
 def test_json_schema_with_tool_choice_none_keeps_only_the_answer_tool() -> None:
-    body = _body(tools=[WEATHER_TOOL], tool_choice="none", response_format={
-        "type": "json_schema", "json_schema": {"name": "weather_report", "schema": REPORT_SCHEMA},
-    })
+    body = _body(
+        tools=[WEATHER_TOOL],
+        tool_choice="none",
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "weather_report", "schema": REPORT_SCHEMA},
+        },
+    )
     built = build_request(body, MODEL)
     assert [t["name"] for t in built["tools"]] == ["weather_report"]
     assert built["tool_choice"] == {"type": "tool", "name": "weather_report"}
@@ -150,14 +194,20 @@ def test_text_response_format_needs_no_tool() -> None:
 
 
 def test_json_schema_named_like_a_client_tool_is_rejected() -> None:
-    body = _body(tools=[WEATHER_TOOL], response_format={
-        "type": "json_schema", "json_schema": {"name": "get_weather", "schema": REPORT_SCHEMA},
-    })
+    body = _body(
+        tools=[WEATHER_TOOL],
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "get_weather", "schema": REPORT_SCHEMA},
+        },
+    )
     with pytest.raises(ValidationError, match="collides"):
         build_request(body, MODEL)
 
 
-@pytest.mark.parametrize(("stop", "expected"), [("END", ["END"]), (["a", "b"], ["a", "b"]), (["", "x"], ["x"])])
+@pytest.mark.parametrize(
+    ("stop", "expected"), [("END", ["END"]), (["a", "b"], ["a", "b"]), (["", "x"], ["x"])]
+)
 def test_stop_becomes_stop_sequences(stop: Any, expected: list[str]) -> None:
     assert build_request(_body(stop=stop), MODEL)["stop_sequences"] == expected
 
@@ -197,16 +247,32 @@ def test_reasoning_effort_none_or_forced_tools_or_an_open_tool_loop_disable_thin
     assert "thinking" not in build_request(_body(reasoning_effort="none"), MODEL)
     forced = _body(reasoning_effort="high", tools=[WEATHER_TOOL], tool_choice="required")
     assert "thinking" not in build_request(forced, MODEL)
-    in_loop = _body(reasoning_effort="high", tools=[WEATHER_TOOL], messages=[
-        {"role": "user", "content": "weather?"},
-        {"role": "assistant", "tool_calls": [
-            {"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}},
-        ]},
-        {"role": "tool", "tool_call_id": "toolu_1", "content": "15 degrees"},
-    ])
+    in_loop = _body(
+        reasoning_effort="high",
+        tools=[WEATHER_TOOL],
+        messages=[
+            {"role": "user", "content": "weather?"},
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {
+                        "id": "toolu_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": "{}"},
+                    },
+                ],
+            },
+            {"role": "tool", "tool_call_id": "toolu_1", "content": "15 degrees"},
+        ],
+    )
     assert "thinking" not in build_request(in_loop, MODEL)
     new_turn = copy.deepcopy(in_loop)
-    new_turn["messages"].append({"role": "user", "content": "thanks, and tomorrow?"})
+    new_turn["messages"].append({"role": "user", "content": "and tomorrow?"})
+    assert "thinking" not in build_request(new_turn, MODEL)  # still the turn that answers the tool call
+    new_turn["messages"][-1:] = [
+        {"role": "assistant", "content": "It is 15 degrees."},
+        {"role": "user", "content": "and tomorrow?"},
+    ]
     assert build_request(new_turn, MODEL)["thinking"]["budget_tokens"] == 16384
 
 
@@ -221,13 +287,18 @@ def test_n_greater_than_one_is_rejected() -> None:
 
 
 def test_system_parts_with_cache_control_keep_their_breakpoints() -> None:
-    body = _body(messages=[
-        {"role": "system", "content": [
-            {"type": "text", "text": "You analyse novels."},
-            {"type": "text", "text": "<book>", "cache_control": {"type": "ephemeral"}},
-        ]},
-        {"role": "user", "content": "Themes?"},
-    ])
+    body = _body(
+        messages=[
+            {
+                "role": "system",
+                "content": [
+                    {"type": "text", "text": "You analyse novels."},
+                    {"type": "text", "text": "<book>", "cache_control": {"type": "ephemeral"}},
+                ],
+            },
+            {"role": "user", "content": "Themes?"},
+        ]
+    )
     assert build_request(body, MODEL)["system"] == [
         {"type": "text", "text": "You analyse novels."},
         {"type": "text", "text": "<book>", "cache_control": {"type": "ephemeral"}},
@@ -256,3 +327,15 @@ def test_audio_parts_and_unknown_roles_are_rejected() -> None:
         build_request(audio, MODEL)
     with pytest.raises(ValidationError, match="'function'"):
         build_request(_body(messages=[{"role": "function", "name": "f", "content": "x"}]), MODEL)
+
+
+def test_an_assistant_prefill_disables_thinking() -> None:
+    body = _body(
+        reasoning_effort="medium",
+        messages=[
+            {"role": "user", "content": "What's the Greek name for Sun? (A) Sol (B) Helios (C) Sun"},
+            {"role": "assistant", "content": "The best answer is ("},
+        ],
+    )
+    built = build_request(body, MODEL)
+    assert "thinking" not in built and built["max_tokens"] == 4096

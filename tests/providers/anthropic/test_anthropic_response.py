@@ -66,7 +66,10 @@ def test_parallel_tool_use_becomes_tool_calls_with_json_string_arguments(load_js
         ("toolu_01A09q90qw90lq917835lq9", "function", "get_weather"),
         ("toolu_01B19r01rx01mr028946mr0", "function", "get_time"),
     ]
-    assert orjson.loads(calls[0]["function"]["arguments"]) == {"location": "San Francisco, CA", "unit": "celsius"}
+    assert orjson.loads(calls[0]["function"]["arguments"]) == {
+        "location": "San Francisco, CA",
+        "unit": "celsius",
+    }
     assert isinstance(calls[1]["function"]["arguments"], str)
 
 
@@ -113,9 +116,16 @@ def test_cache_writes_and_reads_are_counted_inside_prompt_tokens(load_json: Any)
     assert usage["prompt_tokens"] == 21 + 188086
     assert usage["prompt_tokens_details"] == {"cached_tokens": 0}
     read = usage_from_anthropic(
-        {"cache_creation_input_tokens": 0, "cache_read_input_tokens": 188086, "input_tokens": 21, "output_tokens": 393}
+        {
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 188086,
+            "input_tokens": 21,
+            "output_tokens": 393,
+        }
     )
-    assert read == Usage(prompt_tokens=188107, completion_tokens=393, cached_tokens=188086, cache_write_tokens=0)
+    assert read == Usage(
+        prompt_tokens=188107, completion_tokens=393, cached_tokens=188086, cache_write_tokens=0
+    )
     write = usage_from_anthropic(load_json("message_cache_usage.json")["usage"])
     assert (write.cached_tokens, write.cache_write_tokens, write.total_tokens) == (0, 188086, 188107 + 393)
 
@@ -123,8 +133,12 @@ def test_cache_writes_and_reads_are_counted_inside_prompt_tokens(load_json: Any)
 def test_usage_tolerates_missing_and_null_fields_and_reads_thinking_tokens() -> None:
     assert usage_from_anthropic(None) == Usage()
     usage = usage_from_anthropic(
-        {"input_tokens": 10, "output_tokens": 50, "cache_read_input_tokens": None,
-         "output_tokens_details": {"thinking_tokens": 30}}
+        {
+            "input_tokens": 10,
+            "output_tokens": 50,
+            "cache_read_input_tokens": None,
+            "output_tokens_details": {"thinking_tokens": 30},
+        }
     )
     assert usage == Usage(prompt_tokens=10, completion_tokens=50, reasoning_tokens=30)
 

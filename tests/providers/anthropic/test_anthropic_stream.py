@@ -15,7 +15,9 @@ from tollgate.providers.usage import Usage
 
 
 def _translator(json_tool: str | None = None) -> StreamTranslator:
-    return StreamTranslator(model="claude-sonnet", created=1700000000, chunk_id="chatcmpl-1", json_tool=json_tool)
+    return StreamTranslator(
+        model="claude-sonnet", created=1700000000, chunk_id="chatcmpl-1", json_tool=json_tool
+    )
 
 
 def _run(events: list[tuple[str, dict[str, Any]]], translator: StreamTranslator) -> list[dict[str, Any]]:
@@ -54,10 +56,16 @@ def test_text_stream_starts_with_the_assistant_role_and_streams_content_deltas(l
 
 def test_tool_use_stream_emits_a_tool_call_header_then_argument_fragments(load_sse: Any) -> None:
     chunks = _run(load_sse("stream_tool_use.sse"), _translator())
-    tool_deltas = [c["choices"][0]["delta"]["tool_calls"] for c in chunks if "tool_calls" in c["choices"][0]["delta"]]
+    tool_deltas = [
+        c["choices"][0]["delta"]["tool_calls"] for c in chunks if "tool_calls" in c["choices"][0]["delta"]
+    ]
     assert tool_deltas[0] == [
-        {"index": 0, "id": "toolu_01T1x1fJ34qAmk2tNTrN7Up6", "type": "function",
-         "function": {"name": "get_weather", "arguments": ""}},
+        {
+            "index": 0,
+            "id": "toolu_01T1x1fJ34qAmk2tNTrN7Up6",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": ""},
+        },
     ]
     assert tool_deltas[1] == [{"index": 0, "function": {"arguments": '{"location":'}}]
     assert len(tool_deltas) == 9  # header + 8 non-empty partial_json fragments (the empty one is skipped)
@@ -71,7 +79,9 @@ def test_tool_use_stream_emits_a_tool_call_header_then_argument_fragments(load_s
 def test_parallel_tool_calls_are_numbered_from_zero_in_stream_order(load_sse: Any) -> None:
     translator = _translator()
     final = _accumulate(_run(load_sse("stream_parallel_tools.sse"), translator)).choices[0]
-    assert [(c.id, c.function.name, orjson.loads(c.function.arguments)) for c in final.message.tool_calls] == [
+    assert [
+        (c.id, c.function.name, orjson.loads(c.function.arguments)) for c in final.message.tool_calls
+    ] == [
         ("toolu_01WeatherParis0000000000", "get_weather", {"location": "Paris, France"}),
         ("toolu_01TimeParis000000000000", "get_time", {"timezone": "Europe/Paris"}),
     ]
@@ -121,11 +131,27 @@ def test_usage_is_folded_so_message_delta_zeros_never_erase_message_start_counts
 
 def test_cumulative_message_delta_input_counts_replace_earlier_ones() -> None:
     translator = _translator()
-    translator.feed("message_start", {"type": "message_start", "message": {
-        "usage": {"input_tokens": 2679, "cache_read_input_tokens": 100, "output_tokens": 3}}})
-    translator.feed("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {
-        "input_tokens": 10682, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 510,
-        "output_tokens_details": {"thinking_tokens": 200}}})
+    translator.feed(
+        "message_start",
+        {
+            "type": "message_start",
+            "message": {"usage": {"input_tokens": 2679, "cache_read_input_tokens": 100, "output_tokens": 3}},
+        },
+    )
+    translator.feed(
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn"},
+            "usage": {
+                "input_tokens": 10682,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+                "output_tokens": 510,
+                "output_tokens_details": {"thinking_tokens": 200},
+            },
+        },
+    )
     assert translator.usage == Usage(
         prompt_tokens=10682 + 100, completion_tokens=510, cached_tokens=100, reasoning_tokens=200
     )
@@ -135,7 +161,10 @@ def test_error_event_mid_stream_raises_the_mapped_upstream_error_after_earlier_c
     translator = _translator()
     events = load_sse("stream_error.sse")
     chunks = _run(events[:-1], translator)
-    assert [c["choices"][0]["delta"] for c in chunks] == [{"role": "assistant", "content": ""}, {"content": "Hello"}]
+    assert [c["choices"][0]["delta"] for c in chunks] == [
+        {"role": "assistant", "content": ""},
+        {"content": "Hello"},
+    ]
     with pytest.raises(UpstreamUnavailableError, match="^anthropic: Overloaded$") as err:
         translator.feed(*events[-1])
     assert err.value.details["upstream_type"] == "overloaded_error"
@@ -145,7 +174,9 @@ def test_error_event_mid_stream_raises_the_mapped_upstream_error_after_earlier_c
 
 def test_rate_limit_error_event_maps_to_rate_limit() -> None:
     with pytest.raises(UpstreamRateLimitError):
-        _translator().feed("error", {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}})
+        _translator().feed(
+            "error", {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}
+        )
 
 
 def test_ping_stop_and_unknown_events_yield_nothing() -> None:
@@ -159,10 +190,22 @@ def test_ping_stop_and_unknown_events_yield_nothing() -> None:
 def test_server_tool_blocks_and_their_deltas_are_not_shown_as_tool_calls() -> None:
     translator = _translator()
     translator.feed("message_start", {"type": "message_start", "message": {"usage": {"input_tokens": 1}}})
-    start = {"type": "content_block_start", "index": 0, "content_block": {
-        "type": "server_tool_use", "id": "srvtoolu_014hJH82Qum7Td6UV8gDXThB", "name": "web_search", "input": {}}}
+    start = {
+        "type": "content_block_start",
+        "index": 0,
+        "content_block": {
+            "type": "server_tool_use",
+            "id": "srvtoolu_014hJH82Qum7Td6UV8gDXThB",
+            "name": "web_search",
+            "input": {},
+        },
+    }
     assert translator.feed("content_block_start", start) == []
-    delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "{"}}
+    delta = {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "input_json_delta", "partial_json": "{"},
+    }
     assert translator.feed("content_block_delta", delta) == []
 
 
@@ -177,3 +220,10 @@ def test_only_the_first_stop_reason_produces_a_finish_chunk() -> None:
 def test_malformed_block_events_raise_bad_response() -> None:
     with pytest.raises(UpstreamBadResponseError):
         _translator().feed("content_block_delta", {"type": "content_block_delta", "delta": {}})
+
+
+def test_unnamed_sse_frames_fall_back_to_the_data_type(load_sse: Any) -> None:
+    translator = _translator()
+    chunks = _run([("", data) for _, data in load_sse("stream_text.sse")], translator)
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == "Hello!"
+    assert translator.done

@@ -130,7 +130,7 @@ def _user_messages(content: Any, where: str) -> list[dict[str, Any]]:
     return tools + ([{"role": "user", "content": parts}] if parts else [])
 
 
-def _assistant_message(content: Any, where: str) -> dict[str, Any]:
+def _assistant_message(content: Any, where: str) -> dict[str, Any] | None:
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
     for j, block in enumerate(_blocks(content, where)):
@@ -154,6 +154,8 @@ def _assistant_message(content: Any, where: str) -> dict[str, Any]:
             raise ValidationError(
                 f"{where}.content[{j}]: content block type {btype!r} is not supported", param="messages"
             )
+    if not texts and not calls:  # e.g. only thinking blocks: nothing OpenAI can take
+        return None
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
     if calls:
         message["tool_calls"] = calls
@@ -196,7 +198,8 @@ def _reasoning_effort(thinking: Any) -> str | None:
     budget = thinking.get("budget_tokens")
     if not isinstance(budget, int):
         raise ValidationError("thinking.budget_tokens must be an integer >= 1024", param="thinking")
-    return "low" if budget < 4096 else "medium" if budget < 16384 else "high"
+    # Nearest (on a log scale) of the budgets build_request uses: low 1024, medium 4096, high 16384.
+    return "low" if budget < 2048 else "medium" if budget < 8192 else "high"
 
 
 def openai_request_from_messages(body: dict[str, Any]) -> dict[str, Any]:
@@ -218,7 +221,9 @@ def openai_request_from_messages(body: dict[str, Any]) -> dict[str, Any]:
         if role == "user":
             messages += _user_messages(msg.get("content"), f"messages[{i}]")
         elif role == "assistant":
-            messages.append(_assistant_message(msg.get("content"), f"messages[{i}]"))
+            assistant = _assistant_message(msg.get("content"), f"messages[{i}]")
+            if assistant is not None:
+                messages.append(assistant)
         else:
             raise ValidationError(f'messages[{i}].role must be "user" or "assistant"', param="messages")
 
@@ -232,7 +237,7 @@ def openai_request_from_messages(body: dict[str, Any]) -> dict[str, Any]:
     stops = body.get("stop_sequences")
     if isinstance(stops, list) and stops:
         out["stop"] = stops
-    for key in ("temperature", "top_p", "top_k"):
+    for key in ("temperature", "top_p"):  # top_k has no OpenAI equivalent (OpenAI rejects it)
         if isinstance(body.get(key), int | float) and not isinstance(body.get(key), bool):
             out[key] = body[key]
     effort = _reasoning_effort(body.get("thinking"))
@@ -261,8 +266,11 @@ def messages_response_from_openai(
     if not isinstance(message, dict):
         raise UpstreamBadResponseError("upstream answer has no choices[0].message")
     content: list[dict[str, Any]] = []
-    if isinstance(message.get("content"), str) and message["content"]:
-        content.append({"type": "text", "text": message["content"]})
+    text, refusal = message.get("content"), message.get("refusal")
+    if isinstance(text, str) and text:
+        content.append({"type": "text", "text": text})
+    elif isinstance(refusal, str) and refusal:  # OpenAI puts refusals beside content: show them as text
+        content.append({"type": "text", "text": refusal})
     for call in message.get("tool_calls") or []:
         fn = call.get("function") if isinstance(call, dict) else None
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
@@ -283,7 +291,9 @@ def messages_response_from_openai(
         "role": "assistant",
         "content": content,
         "model": model,
-        "stop_reason": stop_reason_from_openai(choice.get("finish_reason") if choice else None),
+        "stop_reason": "refusal"
+        if isinstance(refusal, str) and refusal
+        else stop_reason_from_openai(choice.get("finish_reason") if choice else None),
         "stop_sequence": None,
         "usage": anthropic_usage(counted),
     }

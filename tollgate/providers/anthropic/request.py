@@ -21,9 +21,11 @@ Anthropic's documented constraints the translation enforces:
   becomes ``budget + default_max_tokens``; a client limit is kept and the budget shrunk below it (thinking
   is dropped when the limit is under 1025). With thinking on, ``temperature`` and ``top_k`` are dropped and
   ``top_p`` kept only when >= 0.95. Thinking is also dropped when the tool choice forces a tool (Anthropic
-  rejects forced tool use with thinking) and when the conversation is inside a tool loop or ends with an
-  assistant prefill: Anthropic then requires the signed thinking block of that assistant turn, which
-  OpenAI clients cannot send back.
+  rejects forced tool use with thinking) and when the request ends in a tool loop (its last user turn
+  carries tool results) or with an assistant prefill: Anthropic then requires the signed thinking block of
+  that assistant turn, which OpenAI clients cannot send back.
+* OpenAI-only fields (logprobs, presence/frequency penalties, seed, stream_options, ...) are dropped;
+  ``n`` > 1 is rejected. ``cache_control`` on text/image parts is passed through (prompt caching).
 """
 
 from __future__ import annotations
@@ -272,13 +274,9 @@ def _int_field(body: dict[str, Any], key: str) -> int | None:
 
 
 def _in_tool_loop_or_prefill(turns: list[dict[str, Any]]) -> bool:
-    """True when the last assistant turn is not followed by a user turn with fresh (non tool_result) input."""
-    for turn in reversed(turns):
-        if turn["role"] == "assistant":
-            return True
-        if any(b["type"] != "tool_result" for b in turn["content"]):
-            return False
-    return False
+    """True when the request ends with an assistant prefill or answers tool calls (turns alternate)."""
+    last = turns[-1]
+    return last["role"] == "assistant" or any(b["type"] == "tool_result" for b in last["content"])
 
 
 def build_request(

@@ -146,7 +146,9 @@ class StreamTranslator:
         """
         if not isinstance(data, dict):
             raise UpstreamBadResponseError(f"anthropic: stream event {event!r} has no JSON object")
-        match event:
+        # Anthropic names every event; fall back to the data's own ``type`` for unnamed SSE frames.
+        kind = event if event and event != "message" else str(data.get("type", ""))
+        match kind:
             case "message_start":
                 message = data.get("message")
                 self._fold_usage(message.get("usage") if isinstance(message, dict) else None, start=True)
