@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 from tollgate.accounts.balances import BalanceLedger
 from tollgate.accounts.keys import Authenticator
 from tollgate.accounts.usage import UsageWriter
+from tollgate.api.asgi import GatewayApp
 from tollgate.api.errors import handle_http_exception, handle_tollgate_error, handle_unexpected
 from tollgate.api.routes import routes
 from tollgate.errors import TollgateError
@@ -27,7 +28,7 @@ from tollgate.tokens import warm_up
 log = logging.getLogger("tollgate")
 
 
-def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
+def create_app(settings: Settings, storage: Storage | None = None) -> GatewayApp:
     server = settings.server
 
     @contextlib.asynccontextmanager
@@ -73,12 +74,14 @@ def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
             if storage is None:
                 await store.close()
 
-    return Starlette(
-        routes=routes(),
-        lifespan=lifespan,
-        exception_handlers={
-            TollgateError: handle_tollgate_error,
-            HTTPException: handle_http_exception,
-            Exception: handle_unexpected,
-        },
+    return GatewayApp(
+        Starlette(
+            routes=routes(),
+            lifespan=lifespan,
+            exception_handlers={
+                TollgateError: handle_tollgate_error,
+                HTTPException: handle_http_exception,
+                Exception: handle_unexpected,
+            },
+        )
     )

@@ -75,20 +75,32 @@ class Authenticator:
         self._storage = storage
         self._ttl = ttl
         self._cache: dict[str, tuple[float, KeyRecord | None]] = {}
+        # Keys verified within ``ttl``: a hit skips the hash and the comparison.
+        self._verified: dict[str, tuple[float, Principal]] = {}
 
     async def authenticate(self, key: str) -> Principal:
+        hit = self._verified.get(key)
+        if hit is not None and time.monotonic() - hit[0] <= self._ttl:
+            return hit[1]
+        principal = await self._check(key)
+        if len(self._verified) > 100_000:
+            self._verified.clear()
+        self._verified[key] = (time.monotonic(), principal)
+        return principal
+
+    async def _check(self, key: str) -> Principal:
         if not key.startswith(KEY_PREFIX) or len(key) <= PREFIX_LEN:
             raise AuthenticationError("Invalid API key: the key is not a Tollgate key (they start 'tg-').")
         prefix = key[:PREFIX_LEN]
         now = time.monotonic()
-        hit = self._cache.get(prefix)
-        if hit is None or now - hit[0] > self._ttl:
+        cached = self._cache.get(prefix)
+        if cached is None or now - cached[0] > self._ttl:
             record = await self._storage.key_by_prefix(prefix)
             if len(self._cache) > 100_000:
                 self._cache.clear()
             self._cache[prefix] = (now, record)
         else:
-            record = hit[1]
+            record = cached[1]
         if record is None or not hmac.compare_digest(record.key_hash, hash_key(key)):
             raise AuthenticationError("Invalid API key: no active key matches the one provided.")
         if record.revoked_at is not None:

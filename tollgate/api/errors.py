@@ -55,11 +55,19 @@ def management_body(err: TollgateError) -> bytes:
     )
 
 
-def error_response(err: TollgateError, path: str, request_id: str | None = None) -> Response:
+def render_error(
+    err: TollgateError, path: str, request_id: str | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of an error response, in the shape the endpoint at ``path`` speaks."""
     body = openai_body(err) if is_openai_path(path) else management_body(err)
     headers = dict(err.headers)
     if request_id:
         headers["X-Request-ID"] = request_id
+    return body, headers
+
+
+def error_response(err: TollgateError, path: str, request_id: str | None = None) -> Response:
+    body, headers = render_error(err, path, request_id)
     return Response(body, status_code=err.status, headers=headers, media_type="application/json")
 
 

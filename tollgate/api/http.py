@@ -17,19 +17,38 @@ from tollgate.services.context import StreamReply
 log = logging.getLogger("tollgate.api")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(receive: Receive, limit: int, declared: int | None) -> bytes:
     """The request body, refusing (413) anything over ``limit`` bytes before reading it all."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared > limit:
         raise PayloadTooLargeError(f"The request body is {declared} bytes; the limit is {limit} bytes.")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(f"The request body is over the limit of {limit} bytes.")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(f"The request body is over the limit of {limit} bytes.")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def read_request_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    return await read_body(request.receive, limit, int(declared) if declared and declared.isdigit() else None)
+
+
+_JSON = (b"content-type", b"application/json")
+
+
+async def send_json(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
+    raw = [_JSON, (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
 
 
 def json_response(body: bytes, headers: Mapping[str, str] | None = None, status: int = 200) -> Response:

@@ -1,8 +1,7 @@
-"""The route table."""
+"""The route table (``POST /v1/chat/completions`` is dispatched before it, in ``api/asgi.py``)."""
 
 from starlette.routing import BaseRoute, Route
 
-from tollgate.api.chat import chat_completions
 from tollgate.api.health import healthz
 from tollgate.api.models import get_model, list_models
 
@@ -11,7 +10,6 @@ def routes() -> list[BaseRoute]:
     table: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
     for prefix in ("/v1", "/api/v1"):
         table += [
-            Route(f"{prefix}/chat/completions", chat_completions, methods=["POST"]),
             Route(f"{prefix}/models", list_models, methods=["GET"]),
             Route(f"{prefix}/models/{{model_id:path}}", get_model, methods=["GET"]),
         ]

@@ -53,7 +53,7 @@ def _message(i: int, m: Any) -> None:
         if role == "assistant" and (m.get("tool_calls") or m.get("function_call")):
             return
         raise ValidationError(
-            f"'{where}.content' is required for a {role} message.", param=f"{where}.content"
+            f"'{where}.content' is required for this {role} message.", param=f"{where}.content"
         )
     if isinstance(content, str):
         return

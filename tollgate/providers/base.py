@@ -23,7 +23,8 @@ class ChatResult:
 
 
 class ChatStream(ABC):
-    """An open upstream stream, yielding OpenAI SSE frames (``data: {chunk}\\n\\n``) without ``[DONE]``.
+    """An open upstream stream, yielding OpenAI SSE frames (``data: {chunk}\\n\\n``) without ``[DONE]``;
+    one item may hold several frames (all that one upstream read completed).
 
     While iterating it keeps ``usage`` (when the upstream reported it), the completion text seen so far
     (to estimate usage when it did not) and ``finished`` (the upstream ended the stream properly).

@@ -77,23 +77,41 @@ class OpenAIStream(ChatStream):
         super().__init__()
         self._provider = provider
         self._resp = resp
+        self._failure: UpstreamBadResponseError | None = None
 
     async def _frames(self) -> AsyncIterator[bytes]:
+        """One item per upstream read: every complete event of that read, re-framed, in one piece, so a
+        burst of events costs one write to the client instead of one per event. A bad event ends the
+        stream with its error after the good events before it were yielded."""
         splitter = SSESplitter()
         try:
             async for data in self._resp.content.iter_any():
-                for raw in splitter.feed(data):
-                    frame = self._handle(raw)
-                    if frame is not None:
-                        yield frame
+                out = self._batch(splitter.feed(data))
+                if out:
+                    yield out
+                if self._failure is not None:
+                    raise self._failure
                 if self.finished:
                     return
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise transport_error(self._provider, exc) from None
-        for raw in splitter.feed(b"\n\n"):
-            frame = self._handle(raw)
+        out = self._batch(splitter.feed(b"\n\n"))
+        if out:
+            yield out
+        if self._failure is not None:
+            raise self._failure
+
+    def _batch(self, events: list[bytes]) -> bytes:
+        frames: list[bytes] = []
+        for raw in events:
+            try:
+                frame = self._handle(raw)
+            except UpstreamBadResponseError as err:
+                self._failure = err
+                break
             if frame is not None:
-                yield frame
+                frames.append(frame)
+        return b"".join(frames)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._frames()

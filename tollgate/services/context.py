@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -9,9 +10,13 @@ from dataclasses import dataclass, field
 
 from tollgate.accounts.keys import Principal
 
+_PROCESS = secrets.token_hex(6)
+_COUNTER = itertools.count(1)
+
 
 def new_request_id() -> str:
-    return "req_" + secrets.token_hex(12)
+    """Unique per process by counter and across processes by a random per-process prefix; cheap."""
+    return f"req_{_PROCESS}{next(_COUNTER):012x}"
 
 
 @dataclass(slots=True)

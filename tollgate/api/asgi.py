@@ -1,0 +1,46 @@
+"""The outermost ASGI callable: the hot chat route goes straight to its handler, everything else to the
+Starlette app (routing, exception handlers, lifespan)."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.applications import Starlette
+from starlette.types import Receive, Scope, Send
+
+from tollgate.api.chat import chat_completions
+from tollgate.api.errors import render_error
+from tollgate.api.http import send_json
+from tollgate.errors import MethodNotAllowedError, TollgateError
+
+log = logging.getLogger("tollgate.api")
+
+CHAT_PATHS = frozenset({"/v1/chat/completions", "/api/v1/chat/completions"})
+
+
+class GatewayApp:
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self.state = app.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in CHAT_PATHS:
+            if scope["method"] != "POST":
+                err: TollgateError = MethodNotAllowedError(
+                    f"{scope['method']} is not allowed on {scope['path']}; use POST."
+                )
+                body, headers = render_error(err, scope["path"])
+                await send_json(send, err.status, body, {**headers, "Allow": "POST"})
+                return
+            state = self.app.state
+            try:
+                await chat_completions(
+                    state.completions, state.settings.server.body_limit, scope, receive, send
+                )
+            except Exception:
+                log.exception("unhandled error on POST %s", scope["path"])
+                err = TollgateError("Internal error in the gateway; it has been logged. Retry the request.")
+                body, headers = render_error(err, scope["path"])
+                await send_json(send, err.status, body, headers)
+            return
+        await self.app(scope, receive, send)
