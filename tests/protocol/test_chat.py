@@ -126,7 +126,7 @@ def test_body_must_be_an_object(payload: Any) -> None:
         ({"messages": [USER, None]}, "messages[1]", "must be an object"),
         ({"messages": [{"content": "x"}]}, "messages[0].role", "must be one of"),
         ({"messages": [USER, {"role": "robot", "content": "x"}]}, "messages[1].role", "got 'robot'"),
-        ({"messages": [{"role": "user"}]}, "messages[0].content", "is required for a user message"),
+        ({"messages": [{"role": "user"}]}, "messages[0].content", "is required for this user message"),
         ({"messages": [{"role": "user", "content": None}]}, "messages[0].content", "is required"),
         ({"messages": [{"role": "assistant"}]}, "messages[0].content", "'messages[0].content' is required"),
         (
