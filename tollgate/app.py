@@ -19,6 +19,7 @@ from tollgate.api.routes import routes
 from tollgate.errors import TollgateError
 from tollgate.providers.registry import build_provider
 from tollgate.routing.catalog import Catalog
+from tollgate.routing.router import Router
 from tollgate.services.billing import Billing
 from tollgate.services.completions import CompletionService
 from tollgate.settings import Settings
@@ -55,7 +56,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> GatewayApp
         app.state.writer = writer
         app.state.ledger = ledger
         app.state.completions = CompletionService(
-            catalog, auth, Billing(ledger, writer), server.upstream_timeout
+            Router(catalog), auth, Billing(ledger, writer), server.upstream_timeout
         )
         await asyncio.to_thread(warm_up)
         writer.start()

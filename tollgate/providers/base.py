@@ -10,12 +10,22 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from tollgate.errors import UpstreamRejectedError
 from tollgate.providers.usage import Usage
 
 
 @dataclass(slots=True)
 class ChatResult:
     """An OpenAI ``chat.completion``: the encoded body as it goes to the client, and its parsed form."""
+
+    body: bytes
+    data: dict[str, Any]
+    usage: Usage | None
+
+
+@dataclass(slots=True)
+class EmbeddingsResult:
+    """An OpenAI embeddings ``list`` response: encoded body, parsed form, and usage (prompt tokens only)."""
 
     body: bytes
     data: dict[str, Any]
@@ -54,6 +64,10 @@ class Provider(ABC):
     @abstractmethod
     async def chat_stream(self, body: dict[str, Any], upstream_model: str, timeout: float) -> ChatStream:
         """Open a stream; returns once the upstream accepted it (errors before that are raised here)."""
+
+    async def embeddings(self, body: dict[str, Any], upstream_model: str, timeout: float) -> EmbeddingsResult:
+        """``POST /v1/embeddings`` in OpenAI shape; providers without embeddings keep this default."""
+        raise UpstreamRejectedError(f"{self.name}: this provider does not offer embeddings")
 
     @abstractmethod
     async def close(self) -> None: ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -23,7 +23,8 @@ from tollgate.protocol.chat import ChatRequest, parse_chat_request
 from tollgate.providers.base import ChatStream
 from tollgate.providers.sse import DONE, encode_data
 from tollgate.providers.usage import Usage
-from tollgate.routing.catalog import Catalog, Target
+from tollgate.routing.catalog import Target
+from tollgate.routing.router import Router
 from tollgate.services.billing import Billing
 from tollgate.services.context import JsonReply, RequestContext, StreamReply
 from tollgate.tokens import count_messages, count_text
@@ -66,22 +67,30 @@ def final_failure(errors: list[UpstreamError]) -> UpstreamError:
 
 
 class CompletionService:
-    def __init__(
-        self, catalog: Catalog, auth: Authenticator, billing: Billing, upstream_timeout: float
-    ) -> None:
-        self.catalog = catalog
+    def __init__(self, router: Router, auth: Authenticator, billing: Billing, upstream_timeout: float) -> None:
+        self.router = router
         self.auth = auth
         self.billing = billing
         self.upstream_timeout = upstream_timeout
 
     async def chat(self, ctx: RequestContext, raw: bytes) -> JsonReply | StreamReply:
+        """``POST /v1/chat/completions``: the body is already OpenAI's chat shape."""
+        return await self.handle(ctx, raw, parse_json)
+
+    async def handle(
+        self, ctx: RequestContext, raw: bytes, translate: Callable[[bytes], Any]
+    ) -> JsonReply | StreamReply:
+        """The whole pipeline for any OpenAI-chat-shaped request. ``translate`` turns the raw body into an
+        OpenAI chat-completions body (identity for chat; Anthropic Messages or Responses requests for the
+        other ingresses); its ``ValidationError`` is the client's 400. The reply is in OpenAI chat shape
+        (JSON body or SSE frames); the ingress converts it back to its own protocol."""
         reservation: Reservation | None = None
         model: str | None = None
         try:
             ctx.principal = await self.auth.authenticate(key_from_headers(ctx.authorization, ctx.x_api_key))
-            req = parse_chat_request(parse_json(raw))
+            req = parse_chat_request(translate(raw))
             model = req.model
-            targets = self.catalog.targets(req.model)
+            targets = self.router.plan(req)
             max_output = req.max_tokens or targets[0].model.max_output_length
             reservation = await self.billing.admit(ctx, targets, len(raw) // 3 + 16, max_output)
             if req.stream:
