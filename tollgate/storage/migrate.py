@@ -19,4 +19,5 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def upgrade(connection: Connection) -> None:
-    command.upgrade(alembic_config(connection), "head")
+    # "heads": independent migration branches (one per feature area) all apply.
+    command.upgrade(alembic_config(connection), "heads")
