@@ -10,18 +10,21 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
-from tollgate.accounts.balances import BalanceLedger
+from tollgate.accounts.backends import open_account_state
 from tollgate.accounts.keys import Authenticator
 from tollgate.accounts.usage import UsageWriter
 from tollgate.api.asgi import GatewayApp
 from tollgate.api.errors import handle_http_exception, handle_tollgate_error, handle_unexpected
 from tollgate.api.routes import routes
 from tollgate.errors import TollgateError
+from tollgate.local.embedder import get_embedder
 from tollgate.providers.registry import build_provider
 from tollgate.routing.catalog import Catalog
 from tollgate.routing.router import Router
 from tollgate.services.billing import Billing
+from tollgate.services.classification import ClassificationService
 from tollgate.services.completions import CompletionService
+from tollgate.services.embeddings import EmbeddingsService
 from tollgate.settings import Settings
 from tollgate.storage import Storage, open_storage
 from tollgate.tokens import warm_up
@@ -39,7 +42,8 @@ def create_app(settings: Settings, storage: Storage | None = None) -> GatewayApp
         providers = {
             p.name: build_provider(p, settings.provider_keys.get(p.name)) for p in settings.config.providers
         }
-        ledger = BalanceLedger(store, server.grace_buffer)
+        shared = open_account_state(settings, store)
+        ledger = shared.ledger
         writer = UsageWriter(
             store,
             ledger,
@@ -55,8 +59,12 @@ def create_app(settings: Settings, storage: Storage | None = None) -> GatewayApp
         app.state.catalog = catalog
         app.state.writer = writer
         app.state.ledger = ledger
-        app.state.completions = CompletionService(
-            Router(catalog), auth, Billing(ledger, writer), server.upstream_timeout
+        billing = Billing(ledger, writer, shared.limiter, server.tiers, server.default_tier)
+        router = Router(catalog, settings.config.routing)
+        app.state.completions = CompletionService(router, auth, billing, server.upstream_timeout)
+        app.state.embeddings = EmbeddingsService(router, auth, billing, server.upstream_timeout)
+        app.state.classification = ClassificationService(
+            router, app.state.completions, store, settings.config.classification, get_embedder()
         )
         await asyncio.to_thread(warm_up)
         writer.start()
@@ -70,6 +78,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> GatewayApp
             yield
         finally:
             await writer.stop()
+            await shared.close()
             for p in providers.values():
                 await p.close()
             if storage is None:

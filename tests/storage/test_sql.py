@@ -8,6 +8,7 @@ PostgreSQL is unreachable the PostgreSQL cases fail rather than skip: CI starts 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 import shutil
 from collections.abc import AsyncIterator, Coroutine, Iterator
@@ -19,9 +20,11 @@ from typing import Any, TypeVar
 import asyncpg
 import pytest
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 from sqlalchemy.exc import IntegrityError
 
 from tollgate.storage import KeyRecord, SqlStorage, UsageRow, open_storage
+from tollgate.storage.migrate import alembic_config
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 PG_ADMIN_DB = "test"
@@ -145,7 +148,8 @@ async def test_migrate_is_idempotent_and_keeps_data(store: SqlStorage) -> None:
     assert again is not None and again.balance == Decimal("3.5")
     async with store.engine.connect() as conn:
         versions = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalars().all()
-    assert versions == ["0001"]
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    assert sorted(versions) == sorted(heads), "every migration branch is at its head"
 
 
 # accounts -----------------------------------------------------------------------------------------------
@@ -215,6 +219,33 @@ async def test_insert_key_and_find_it_by_prefix(store: SqlStorage) -> None:
     await store.insert_key(record)
     assert await store.key_by_prefix("tg-abcdefgh") == record
     assert await store.key_by_prefix("tg-zzzzzzzz") is None
+
+
+async def test_key_limits_and_settings_round_trip(store: SqlStorage) -> None:
+    acct = await store.ensure_account("owner")
+    record = dataclasses.replace(
+        key_record(acct.id, "tg-limited1", 1.0),
+        tier="developer",
+        rpm=7,
+        tpm=70_000_000_000,
+        concurrency=3,
+        cache=False,
+        log_inputs=True,
+        log_outputs=True,
+        retention_days=7,
+    )
+    await store.insert_key(record)
+    assert await store.key_by_prefix("tg-limited1") == record
+    plain = key_record(acct.id, "tg-plain001", 2.0)
+    await store.insert_key(plain)
+    found = await store.key_by_prefix("tg-plain001")
+    assert found is not None and (found.tier, found.rpm, found.tpm, found.concurrency) == (None,) * 4
+    assert (found.cache, found.log_inputs, found.log_outputs, found.retention_days) == (
+        True,
+        False,
+        False,
+        None,
+    )
 
 
 async def test_key_prefix_is_unique(store: SqlStorage) -> None:

@@ -68,10 +68,14 @@ def gateway_config(sim_base_url: str, db_url: str, **server: Any) -> dict[str, A
 class Gateway:
     """A running gateway plus direct access to its database."""
 
-    def __init__(self, tmp: Path, sim_base_url: str, **server: Any) -> None:
+    def __init__(
+        self, tmp: Path, sim_base_url: str, *, sections: dict[str, Any] | None = None, **server: Any
+    ) -> None:
+        """``sections`` replaces top-level config sections (``providers``, ``models``, ``routing``)."""
         self.db_url = f"sqlite+aiosqlite:///{tmp / 'tollgate.db'}"
         self.config_path = tmp / "tollgate.yaml"
-        self.config_path.write_text(yaml.safe_dump(gateway_config(sim_base_url, self.db_url, **server)))
+        config = {**gateway_config(sim_base_url, self.db_url, **server), **(sections or {})}
+        self.config_path.write_text(yaml.safe_dump(config))
         self.settings = load_settings(str(self.config_path), environ={})
         self.server = ServerThread(create_app(self.settings))
 
@@ -91,14 +95,16 @@ class Gateway:
         await store.migrate()
         return store
 
-    def create_key(self, balance: Decimal | str = "10", account: str = "default") -> str:
+    def create_key(self, balance: Decimal | str = "10", account: str = "default", **limits: Any) -> str:
+        """``limits``: ``tier``, ``rpm``, ``tpm``, ``concurrency`` of the key."""
+
         async def go() -> str:
             store = await self._store()
             try:
                 acct = await store.ensure_account(account)
                 if Decimal(balance):
                     await store.add_balance(acct.id, Decimal(balance))
-                new = generate_key(acct.id, "test")
+                new = generate_key(acct.id, "test", **limits)
                 await store.insert_key(new.record)
                 return new.secret
             finally:

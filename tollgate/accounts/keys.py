@@ -29,7 +29,19 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def generate_key(account_id: str, name: str) -> NewKey:
+def generate_key(
+    account_id: str,
+    name: str,
+    *,
+    tier: str | None = None,
+    rpm: int | None = None,
+    tpm: int | None = None,
+    concurrency: int | None = None,
+    cache: bool = True,
+    log_inputs: bool = False,
+    log_outputs: bool = False,
+    retention_days: int | None = None,
+) -> NewKey:
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     record = KeyRecord(
         id="key_" + secrets.token_hex(8),
@@ -39,6 +51,14 @@ def generate_key(account_id: str, name: str) -> NewKey:
         key_hash=hash_key(secret),
         created_at=time.time(),
         revoked_at=None,
+        tier=tier,
+        rpm=rpm,
+        tpm=tpm,
+        concurrency=concurrency,
+        cache=cache,
+        log_inputs=log_inputs,
+        log_outputs=log_outputs,
+        retention_days=retention_days,
     )
     return NewKey(record, secret)
 
@@ -50,6 +70,12 @@ class Principal:
     key_id: str
     account_id: str
     key_name: str
+    # Rate limits: the key's tier (``None``: the server default) and per-key overrides.
+    tier: str | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    concurrency: int | None = None
+    cache: bool = True  # False: this key's requests are never served from or stored in the cache
 
 
 def key_from_headers(authorization: str | None, x_api_key: str | None) -> str:
@@ -105,4 +131,13 @@ class Authenticator:
             raise AuthenticationError("Invalid API key: no active key matches the one provided.")
         if record.revoked_at is not None:
             raise AuthenticationError("Invalid API key: this key has been revoked.")
-        return Principal(record.id, record.account_id, record.name)
+        return Principal(
+            record.id,
+            record.account_id,
+            record.name,
+            tier=record.tier,
+            rpm=record.rpm,
+            tpm=record.tpm,
+            concurrency=record.concurrency,
+            cache=record.cache,
+        )

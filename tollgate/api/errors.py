@@ -1,4 +1,5 @@
-"""The only place that turns errors into HTTP: OpenAI's shape on the OpenAI-compatible surface, the
+"""The only place that turns errors into HTTP: OpenAI's shape on the OpenAI-compatible surface, Anthropic's
+(``{"type": "error", "error": {type, message}}``) on ``/v1/messages``, the
 ``{error, code, message, details, docs_url}`` shape on classification and management endpoints."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from tollgate.errors import (
     TollgateError,
     ValidationError,
 )
+from tollgate.providers.anthropic.ingress import error_body as anthropic_error_body
 
 log = logging.getLogger("tollgate.api")
 
@@ -32,6 +34,10 @@ _OPENAI_PATHS = (
 
 def is_openai_path(path: str) -> bool:
     return path.removeprefix("/api").startswith(_OPENAI_PATHS)
+
+
+def is_anthropic_path(path: str) -> bool:
+    return path.removeprefix("/api").startswith("/v1/messages")
 
 
 def openai_body(err: TollgateError) -> bytes:
@@ -59,7 +65,10 @@ def render_error(
     err: TollgateError, path: str, request_id: str | None = None
 ) -> tuple[bytes, dict[str, str]]:
     """The body and headers of an error response, in the shape the endpoint at ``path`` speaks."""
-    body = openai_body(err) if is_openai_path(path) else management_body(err)
+    if is_anthropic_path(path):
+        body = orjson.dumps(anthropic_error_body(err))
+    else:
+        body = openai_body(err) if is_openai_path(path) else management_body(err)
     headers = dict(err.headers)
     if request_id:
         headers["X-Request-ID"] = request_id

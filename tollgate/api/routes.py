@@ -2,8 +2,20 @@
 
 from starlette.routing import BaseRoute, Route
 
+from tollgate.api.classify import (
+    classify,
+    classify_batch,
+    create_classifier,
+    get_classifier,
+    list_classifiers,
+    tag,
+    tag_batch,
+)
+from tollgate.api.embeddings import create_embeddings
 from tollgate.api.health import healthz
+from tollgate.api.messages import create_message
 from tollgate.api.models import get_model, list_models
+from tollgate.api.responses import create_response
 
 
 def routes() -> list[BaseRoute]:
@@ -12,5 +24,15 @@ def routes() -> list[BaseRoute]:
         table += [
             Route(f"{prefix}/models", list_models, methods=["GET"]),
             Route(f"{prefix}/models/{{model_id:path}}", get_model, methods=["GET"]),
+            Route(f"{prefix}/messages", create_message, methods=["POST"]),
+            Route(f"{prefix}/responses", create_response, methods=["POST"]),
+            Route(f"{prefix}/embeddings", create_embeddings, methods=["POST"]),
+            Route(f"{prefix}/classify", classify, methods=["POST"]),
+            Route(f"{prefix}/classify/batch", classify_batch, methods=["POST"]),
+            Route(f"{prefix}/tag", tag, methods=["POST"]),
+            Route(f"{prefix}/tag/batch", tag_batch, methods=["POST"]),
+            Route(f"{prefix}/classifiers", create_classifier, methods=["POST"]),
+            Route(f"{prefix}/classifiers", list_classifiers, methods=["GET"]),
+            Route(f"{prefix}/classifiers/{{name}}", get_classifier, methods=["GET"]),
         ]
     return table

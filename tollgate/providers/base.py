@@ -65,7 +65,12 @@ class Provider(ABC):
     async def chat_stream(self, body: dict[str, Any], upstream_model: str, timeout: float) -> ChatStream:
         """Open a stream; returns once the upstream accepted it (errors before that are raised here)."""
 
-    async def embeddings(self, body: dict[str, Any], upstream_model: str, timeout: float) -> EmbeddingsResult:
+    async def embeddings(
+        self,
+        body: dict[str, Any],  # noqa: ARG002 - the default refuses whatever it is given
+        upstream_model: str,  # noqa: ARG002
+        timeout: float,  # noqa: ARG002
+    ) -> EmbeddingsResult:
         """``POST /v1/embeddings`` in OpenAI shape; providers without embeddings keep this default."""
         raise UpstreamRejectedError(f"{self.name}: this provider does not offer embeddings")
 

@@ -20,7 +20,7 @@ from tollgate.errors import (
     UpstreamRejectedError,
     UpstreamUnavailableError,
 )
-from tollgate.providers.base import ChatResult, ChatStream, Provider
+from tollgate.providers.base import ChatResult, ChatStream, EmbeddingsResult, Provider
 from tollgate.providers.http import HttpClient, transport_error
 from tollgate.providers.sse import SSESplitter, encode_data, parse_event
 from tollgate.providers.usage import Usage
@@ -191,6 +191,21 @@ class OpenAICompatProvider(Provider):
                 resp.close()
             raise map_error(self.name, resp.status, err_body, resp.headers.get("Retry-After"))
         return OpenAIStream(self.name, resp)
+
+    async def embeddings(self, body: dict[str, Any], upstream_model: str, timeout: float) -> EmbeddingsResult:
+        """``POST {base_url}/embeddings``: the body as the client sent it, with the upstream model name."""
+        payload = orjson.dumps({**body, "model": upstream_model})
+        url = self.config.base_url + "/embeddings"
+        raw = await self._client.post(url, payload, self._headers, min(timeout, self.config.timeout))
+        if raw.status >= 400:
+            raise map_error(self.name, raw.status, raw.body, raw.headers.get("Retry-After"))
+        try:
+            data = orjson.loads(raw.body)
+        except orjson.JSONDecodeError:
+            raise UpstreamBadResponseError(f"{self.name}: the upstream answered with invalid JSON") from None
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            raise UpstreamBadResponseError(f"{self.name}: the upstream answer is not an embeddings list")
+        return EmbeddingsResult(raw.body, data, Usage.from_openai(data.get("usage")))
 
     async def close(self) -> None:
         await self._client.close()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from tollgate.providers.anthropic.client import AnthropicProvider
 from tollgate.providers.base import Provider
+from tollgate.providers.gemini.client import GeminiProvider
+from tollgate.providers.local import LocalProvider
 from tollgate.providers.openai_compat import OpenAICompatProvider
 from tollgate.settings import ProviderConfig
 
@@ -12,6 +15,9 @@ Factory = Callable[[ProviderConfig, str | None], Provider]
 
 KINDS: dict[str, Factory] = {
     "openai": OpenAICompatProvider,
+    "anthropic": AnthropicProvider,
+    "gemini": GeminiProvider,
+    "local": LocalProvider,
 }
 
 

@@ -19,7 +19,13 @@ class Target:
 
     @property
     def pricing(self) -> Pricing:
+        """Effective price: the deployment's own, else the model's."""
         return self.deployment.pricing or self.model.pricing
+
+    @property
+    def key(self) -> str:
+        """Identifies the deployment in the health board."""
+        return f"{self.model.id}@{self.provider.name}/{self.deployment.model}"
 
 
 class Catalog:

@@ -1,33 +1,57 @@
 """Admit and settle: the accounting stages every endpoint shares.
 
-``admit`` reserves the most a request can cost; ``finish`` settles the reservation to the actual cost and
-hands exactly one usage row to the writer, for successes and failures alike.
+``admit`` checks the key's rate limits and reserves the most a request can cost; ``finish`` corrects the
+rate-limit token count, releases the concurrency slot, settles the reservation to the actual cost and hands
+exactly one usage row to the writer, for successes and failures alike.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 
 from tollgate.accounts.balances import BalanceLedger, Reservation
 from tollgate.accounts.pricing import cost_of, max_cost
+from tollgate.accounts.ratelimit import LocalRateLimiter, RateLimiter, limits_for
 from tollgate.accounts.usage import UsageWriter
 from tollgate.errors import TollgateError
 from tollgate.providers.usage import Usage
 from tollgate.routing.catalog import Target
 from tollgate.services.context import RequestContext
+from tollgate.settings import Pricing, TierConfig
 from tollgate.storage.base import UsageRow
 
 
 class Billing:
-    def __init__(self, ledger: BalanceLedger, writer: UsageWriter) -> None:
+    def __init__(
+        self,
+        ledger: BalanceLedger,
+        writer: UsageWriter,
+        limiter: RateLimiter | None = None,
+        tiers: Mapping[str, TierConfig] | None = None,
+        default_tier: str | None = None,
+    ) -> None:
         self.ledger = ledger
         self.writer = writer
+        self.limiter: RateLimiter = limiter or LocalRateLimiter()
+        self.tiers: Mapping[str, TierConfig] = tiers or {}
+        self.default_tier = default_tier
 
     async def admit(
-        self, ctx: RequestContext, targets: list[Target], prompt_tokens: int, max_output: int
+        self,
+        ctx: RequestContext,
+        targets: list[Target],
+        prompt_tokens: int,
+        max_output: int,
+        *,
+        pricing: Pricing | None = None,
     ) -> Reservation | None:
+        """``pricing`` prices work done without a catalogue target (local models); else the targets do."""
         assert ctx.principal is not None
-        amount = max(max_cost(prompt_tokens, max_output, t.pricing) for t in targets)
+        limits = limits_for(ctx.principal, self.tiers, self.default_tier)
+        ctx.grant = await self.limiter.acquire(ctx.principal.key_id, limits, prompt_tokens + max_output)
+        prices = [pricing] if pricing is not None else [t.pricing for t in targets]
+        amount = max(max_cost(prompt_tokens, max_output, p) for p in prices)
         return await self.ledger.reserve(ctx.principal.account_id, amount)
 
     def finish(
@@ -44,11 +68,18 @@ class Billing:
         stream: bool = False,
         attempts: int = 0,
         ttft_ms: float | None = None,
+        pricing: Pricing | None = None,
+        provider: str | None = None,
+        cached: bool = False,
     ) -> UsageRow:
-        cost = cost_of(usage, target.pricing) if usage is not None and target is not None else Decimal(0)
+        if pricing is None and target is not None:
+            pricing = target.pricing
+        cost = cost_of(usage, pricing) if usage is not None and pricing is not None else Decimal(0)
         if reservation is not None:
             self.ledger.settle(reservation, cost)
         u = usage or Usage()
+        if ctx.grant is not None:
+            self.limiter.settle(ctx.grant, u.prompt_tokens + u.completion_tokens)
         principal = ctx.principal
         row = UsageRow(
             request_id=ctx.request_id,
@@ -59,7 +90,7 @@ class Billing:
             account_id=principal.account_id if principal else None,
             key_id=principal.key_id if principal else None,
             model=model,
-            provider=target.provider.name if target else None,
+            provider=target.provider.name if target else provider,
             upstream_model=target.deployment.model if target else None,
             stream=stream,
             error_code=error_code or (error.code if error else None),
@@ -69,6 +100,7 @@ class Billing:
             reasoning_tokens=u.reasoning_tokens,
             cost=cost,
             estimated=u.estimated,
+            cached=cached,
             attempts=attempts,
             ttft_ms=ttft_ms,
         )

@@ -10,13 +10,11 @@ from typing import Any
 import orjson
 
 from tollgate.accounts.balances import Reservation
-from tollgate.accounts.keys import Authenticator, key_from_headers
 from tollgate.errors import (
     TollgateError,
     UpstreamBadResponseError,
     UpstreamError,
     UpstreamTimeoutError,
-    UpstreamUnavailableError,
     ValidationError,
 )
 from tollgate.protocol.chat import ChatRequest, parse_chat_request
@@ -24,9 +22,8 @@ from tollgate.providers.base import ChatStream
 from tollgate.providers.sse import DONE, encode_data
 from tollgate.providers.usage import Usage
 from tollgate.routing.catalog import Target
-from tollgate.routing.router import Router
-from tollgate.services.billing import Billing
 from tollgate.services.context import JsonReply, RequestContext, StreamReply
+from tollgate.services.pipeline import Pipeline, final_failure
 from tollgate.tokens import count_messages, count_text
 
 CLIENT_CLOSED = 499
@@ -55,24 +52,7 @@ def error_frame(err: TollgateError) -> bytes:
     )
 
 
-def final_failure(errors: list[UpstreamError]) -> UpstreamError:
-    """The error a client sees when every candidate failed; it keeps each attempt's cause."""
-    last = errors[-1]
-    if len(errors) == 1:
-        return last
-    causes = "; ".join(e.message for e in errors)
-    if all(isinstance(e, UpstreamUnavailableError) for e in errors):
-        return UpstreamUnavailableError(f"No provider reachable ({causes})", attempts=errors)
-    return type(last)(f"All {len(errors)} attempts failed: {causes}", headers=last.headers, attempts=errors)
-
-
-class CompletionService:
-    def __init__(self, router: Router, auth: Authenticator, billing: Billing, upstream_timeout: float) -> None:
-        self.router = router
-        self.auth = auth
-        self.billing = billing
-        self.upstream_timeout = upstream_timeout
-
+class CompletionService(Pipeline):
     async def chat(self, ctx: RequestContext, raw: bytes) -> JsonReply | StreamReply:
         """``POST /v1/chat/completions``: the body is already OpenAI's chat shape."""
         return await self.handle(ctx, raw, parse_json)
@@ -87,58 +67,38 @@ class CompletionService:
         reservation: Reservation | None = None
         model: str | None = None
         try:
-            ctx.principal = await self.auth.authenticate(key_from_headers(ctx.authorization, ctx.x_api_key))
+            await self._authenticate(ctx)
             req = parse_chat_request(translate(raw))
             model = req.model
             targets = self.router.plan(req)
             max_output = req.max_tokens or targets[0].model.max_output_length
             reservation = await self.billing.admit(ctx, targets, len(raw) // 3 + 16, max_output)
+            reply: JsonReply | StreamReply
             if req.stream:
-                return await self._stream(ctx, req, targets, reservation)
-            return await self._json(ctx, req, targets, reservation)
+                reply = await self._stream(ctx, req, targets, reservation)
+            else:
+                reply = await self._json(ctx, req, targets, reservation)
+            return self._admitted(ctx, reply)
         except TollgateError as err:
-            self.billing.finish(
-                ctx, reservation, status=err.status, model=model, error=err, attempts=len(err.attempts) or 0
-            )
+            self._failed(ctx, reservation, model, err)
             raise
-
-    def _headers(self, ctx: RequestContext, target: Target, attempts: int) -> dict[str, str]:
-        return {
-            "X-Request-ID": ctx.request_id,
-            "X-Tollgate-Provider": target.provider.name,
-            "X-Tollgate-Upstream-Model": target.deployment.model,
-            "X-Tollgate-Attempts": str(attempts),
-        }
-
-    def _past_deadline(self, ctx: RequestContext, err: UpstreamError, target: Target) -> UpstreamError:
-        """A timeout caused by the overall limit is reported against that limit."""
-        if (
-            isinstance(err, UpstreamTimeoutError)
-            and time.perf_counter() - ctx.started >= self.upstream_timeout * 0.98
-        ):
-            return UpstreamTimeoutError(
-                f"{target.provider.name}: the upstream did not answer within the {self.upstream_timeout:g} s limit"
-            )
-        return err
-
-    def _remaining(self, ctx: RequestContext) -> float:
-        left = self.upstream_timeout - (time.perf_counter() - ctx.started)
-        if left <= 0:
-            raise UpstreamTimeoutError(f"The upstream did not answer within {self.upstream_timeout:g} s")
-        return left
 
     async def _json(
         self, ctx: RequestContext, req: ChatRequest, targets: list[Target], reservation: Reservation | None
     ) -> JsonReply:
-        errors: list[UpstreamError] = []
-        for target in targets:
+        attempts = self._attempts(ctx, targets)
+        health = self.router.health
+        async for target in attempts.targets():
+            began = time.perf_counter()
             try:
                 result = await target.provider.chat(req.body, target.deployment.model, self._remaining(ctx))
             except UpstreamError as err:
-                errors.append(self._past_deadline(ctx, err, target))
-                if not err.retryable:
-                    break
+                attempts.failed(target, self._past_deadline(ctx, err, target))
                 continue
+            except BaseException:
+                health.released(target.key)
+                raise
+            took = time.perf_counter() - began
             body = result.body
             usage = result.usage
             if usage is None:
@@ -146,23 +106,28 @@ class CompletionService:
                 usage = estimate_usage(req, message.get("content") or "")
                 result.data["usage"] = usage.to_openai()
                 body = orjson.dumps(result.data)
+            health.succeeded(target.key, took * 1000, usage.completion_tokens, took)
+            if target.model.id != req.model:
+                # A fallback model served: the body names it, as OpenRouter does.
+                result.data["model"] = target.model.id
+                body = orjson.dumps(result.data)
             self.billing.finish(
                 ctx,
                 reservation,
                 status=200,
-                model=req.model,
+                model=target.model.id,
                 target=target,
                 usage=usage,
-                attempts=len(errors) + 1,
+                attempts=attempts.count,
             )
-            return JsonReply(body, self._headers(ctx, target, len(errors) + 1))
-        raise final_failure(errors)
+            return JsonReply(body, self._headers(ctx, target, attempts.count))
+        raise final_failure(attempts.errors)
 
     async def _stream(
         self, ctx: RequestContext, req: ChatRequest, targets: list[Target], reservation: Reservation | None
     ) -> StreamReply:
-        errors: list[UpstreamError] = []
-        for target in targets:
+        attempts = self._attempts(ctx, targets)
+        async for target in attempts.targets():
             stream: ChatStream | None = None
             try:
                 remaining = self._remaining(ctx)
@@ -182,14 +147,17 @@ class CompletionService:
                     else UpstreamTimeoutError(f"{target.provider.name}: no first token in time"),
                     target,
                 )
-                errors.append(err)
-                if not err.retryable:
-                    break
+                attempts.failed(target, err)
                 continue
-            attempts = len(errors) + 1
-            relay = StreamRelay(self, ctx, req, target, reservation, stream, frames, first, attempts)
-            return StreamReply(relay.frames(), self._headers(ctx, target, attempts), abandon=relay.abandon)
-        raise final_failure(errors)
+            except BaseException:
+                if stream is not None:
+                    stream.close()
+                self.router.health.released(target.key)
+                raise
+            relay = StreamRelay(self, ctx, req, target, reservation, stream, frames, first, attempts.count)
+            headers = self._headers(ctx, target, attempts.count)
+            return StreamReply(relay.frames(), headers, abandon=relay.abandon)
+        raise final_failure(attempts.errors)
 
 
 class StreamRelay:
@@ -258,11 +226,19 @@ class StreamRelay:
         self.settled = True
         self.stream.close()
         usage = self.stream.usage or estimate_usage(self.req, "".join(self.stream.text_parts))
+        health, key = self.service.router.health, self.target.key
+        if status == 200:
+            took = self.ctx.elapsed_ms() - (self.ttft or 0)
+            health.succeeded(key, self.ttft or 0.0, usage.completion_tokens, took / 1000)
+        elif error is not None and error.retryable:
+            health.failed(key)
+        else:
+            health.released(key)
         self.service.billing.finish(
             self.ctx,
             self.reservation,
             status=status,
-            model=self.req.model,
+            model=self.target.model.id,
             target=self.target,
             usage=usage,
             error=error,

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from tollgate.accounts.keys import Principal
+from tollgate.accounts.ratelimit import Grant
 
 _PROCESS = secrets.token_hex(6)
 _COUNTER = itertools.count(1)
@@ -28,6 +29,7 @@ class RequestContext:
     started: float = field(default_factory=time.perf_counter)
     created_at: float = field(default_factory=time.time)
     principal: Principal | None = None
+    grant: Grant | None = None  # the rate-limit admission, released when the request settles
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0

@@ -16,7 +16,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tollgate.simulator import generate
+from tollgate.simulator.anthropic import anthropic_routes
 from tollgate.simulator.behaviour import Behaviour, OptionError, Resolver
+from tollgate.simulator.gemini import gemini_routes
 from tollgate.simulator.responses import (
     CutResponse,
     Ending,
@@ -325,6 +327,8 @@ def create_app(defaults: dict[str, Any] | None = None) -> Starlette:
         Route("/v1/models", h.models, methods=["GET"]),
         Route("/_sim/requests", h.list_requests, methods=["GET"]),
         Route("/_sim/requests", h.clear_requests, methods=["DELETE"]),
+        *anthropic_routes(state),
+        *gemini_routes(state),
     ]
     app = Starlette(routes=routes, exception_handlers={404: _http_error, 405: _http_error})
     app.state.sim = state

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +24,16 @@ class KeyRecord:
     key_hash: str
     created_at: float
     revoked_at: float | None
+    # Rate limits: the key's tier (``None``: the server's default tier) and overrides of its limits.
+    tier: str | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    concurrency: int | None = None
+    # Response cache opt-out; request logging (bodies only when allowed) kept ``retention_days`` days.
+    cache: bool = True
+    log_inputs: bool = False
+    log_outputs: bool = False
+    retention_days: int | None = None
 
 
 @dataclass(slots=True)
@@ -53,6 +63,17 @@ class UsageRow:
     ttft_ms: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ClassifierRecord:
+    """One version of a saved classifier; ``definition`` is ``classify.request.Spec.to_json()``."""
+
+    account_id: str
+    name: str
+    version: int
+    definition: dict[str, Any]
+    created_at: float
+
+
 class Storage(Protocol):
     async def migrate(self) -> None: ...
     async def close(self) -> None: ...
@@ -73,3 +94,17 @@ class Storage(Protocol):
         ...
 
     async def list_usage(self, limit: int = 100) -> list[UsageRow]: ...
+
+    async def save_classifier(
+        self, account_id: str, name: str, definition: dict[str, Any], when: float
+    ) -> ClassifierRecord:
+        """Store the next version of the account's classifier ``name`` (1 for a new name)."""
+        ...
+
+    async def get_classifier(self, account_id: str, name: str, version: int | None = None) -> ClassifierRecord | None:
+        """That version, or the latest when ``version`` is ``None``."""
+        ...
+
+    async def list_classifiers(self, account_id: str) -> list[ClassifierRecord]:
+        """The latest version of each of the account's classifiers, by name."""
+        ...

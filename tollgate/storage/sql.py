@@ -8,14 +8,15 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from tollgate.storage.base import AccountRecord, KeyRecord, UsageRow
+from tollgate.storage.base import AccountRecord, ClassifierRecord, KeyRecord, UsageRow
 from tollgate.storage.migrate import upgrade
 from tollgate.storage.money import from_units, to_units
-from tollgate.storage.tables import accounts, api_keys, balance_events, usage
+from tollgate.storage.tables import accounts, api_keys, balance_events, classifiers, usage
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -33,7 +34,21 @@ def _account(row: Row[Any]) -> AccountRecord:
 
 def _key(row: Row[Any]) -> KeyRecord:
     return KeyRecord(
-        row.id, row.account_id, row.name, row.prefix, row.key_hash, row.created_at, row.revoked_at
+        row.id,
+        row.account_id,
+        row.name,
+        row.prefix,
+        row.key_hash,
+        row.created_at,
+        row.revoked_at,
+        tier=row.tier,
+        rpm=row.rpm,
+        tpm=row.tpm,
+        concurrency=row.concurrency,
+        cache=row.cache,
+        log_inputs=row.log_inputs,
+        log_outputs=row.log_outputs,
+        retention_days=row.retention_days,
     )
 
 
@@ -121,6 +136,14 @@ class SqlStorage:
                     key_hash=record.key_hash,
                     created_at=record.created_at,
                     revoked_at=record.revoked_at,
+                    tier=record.tier,
+                    rpm=record.rpm,
+                    tpm=record.tpm,
+                    concurrency=record.concurrency,
+                    cache=record.cache,
+                    log_inputs=record.log_inputs,
+                    log_outputs=record.log_outputs,
+                    retention_days=record.retention_days,
                 )
             )
 
@@ -178,6 +201,55 @@ class SqlStorage:
                 m = r._mapping
                 out.append(UsageRow(**{f: m[f] for f in _USAGE_FIELDS}, cost=from_units(m["cost_units"])))
             return out
+
+    # classifiers ----------------------------------------------------------------------------------------
+    async def save_classifier(
+        self, account_id: str, name: str, definition: dict[str, Any], when: float
+    ) -> ClassifierRecord:
+        owned = (classifiers.c.account_id == account_id) & (classifiers.c.name == name)
+        for attempt in range(5):
+            try:
+                async with self.engine.begin() as conn:
+                    latest = (await conn.execute(select(func.max(classifiers.c.version)).where(owned))).scalar()
+                    version = int(latest or 0) + 1
+                    await conn.execute(
+                        classifiers.insert().values(
+                            account_id=account_id, name=name, version=version, definition=definition, created_at=when
+                        )
+                    )
+                return ClassifierRecord(account_id, name, version, definition, when)
+            except IntegrityError:
+                # Another writer took this version number at the same moment: take the next one.
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def get_classifier(self, account_id: str, name: str, version: int | None = None) -> ClassifierRecord | None:
+        q = select(classifiers).where(classifiers.c.account_id == account_id, classifiers.c.name == name)
+        q = q.where(classifiers.c.version == version) if version is not None else q
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(q.order_by(classifiers.c.version.desc()).limit(1))).first()
+        return _classifier(row) if row else None
+
+    async def list_classifiers(self, account_id: str) -> list[ClassifierRecord]:
+        latest = (
+            select(classifiers.c.name, func.max(classifiers.c.version).label("version"))
+            .where(classifiers.c.account_id == account_id)
+            .group_by(classifiers.c.name)
+            .subquery()
+        )
+        q = (
+            select(classifiers)
+            .join(latest, (classifiers.c.name == latest.c.name) & (classifiers.c.version == latest.c.version))
+            .where(classifiers.c.account_id == account_id)
+            .order_by(classifiers.c.name)
+        )
+        async with self.engine.connect() as conn:
+            return [_classifier(r) for r in await conn.execute(q)]
+
+
+def _classifier(row: Row[Any]) -> ClassifierRecord:
+    return ClassifierRecord(row.account_id, row.name, row.version, dict(row.definition), row.created_at)
 
 
 def open_storage(url: str) -> SqlStorage:

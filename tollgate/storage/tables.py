@@ -1,6 +1,21 @@
 """SQLAlchemy Core tables; the migrations in ``migrations/versions`` create exactly these."""
 
-from sqlalchemy import BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    false,
+    true,
+)
 
 metadata = MetaData()
 
@@ -24,6 +39,16 @@ api_keys = Table(
     Column("key_hash", String(128), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float, nullable=True),
+    # 0002: rate-limit tier and per-key overrides (NULL: from the tier)
+    Column("tier", String(64), nullable=True),
+    Column("rpm", Integer, nullable=True),
+    Column("tpm", BigInteger, nullable=True),
+    Column("concurrency", Integer, nullable=True),
+    # 0002: response cache opt-out; request logging (bodies only when allowed) and its retention
+    Column("cache", Boolean, nullable=False, server_default=true()),
+    Column("log_inputs", Boolean, nullable=False, server_default=false()),
+    Column("log_outputs", Boolean, nullable=False, server_default=false()),
+    Column("retention_days", Integer, nullable=True),
 )
 
 balance_events = Table(
@@ -63,3 +88,16 @@ usage = Table(
     Column("created_at", Float, nullable=False),
 )
 Index("ix_usage_account_created", usage.c.account_id, usage.c.created_at)
+
+# 0003: saved classifiers, one row per version
+classifiers = Table(
+    "classifiers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("definition", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("account_id", "name", "version", name="uq_classifiers_account_name_version"),
+)

@@ -1,0 +1,225 @@
+"""Chat completions served by an Anthropic upstream: official openai SDK → Tollgate → simulator speaking
+Anthropic's Messages API. The client never sees Anthropic's wire format, and usage is billed exactly."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+import yaml
+
+from tests.support.gateway import PRICES, Gateway, gateway_config
+from tests.support.servers import ServerThread
+from tollgate.app import create_app
+from tollgate.settings import load_settings
+from tollgate.simulator import SimServer
+
+USER = [{"role": "user", "content": "Say something nice about gateways"}]
+# prompt 100 = 50 uncached input + 40 cache reads + 10 cache writes (Anthropic's three counters)
+CACHED = "claude-upstream@prompt_tokens=100,cached_tokens=40,cache_creation_tokens=10,completion_tokens=7"
+WEATHER_TOOL: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"location": {"type": "string"}}},
+    },
+}
+
+
+def claude_model(model_id: str, *deployments: dict[str, str]) -> dict[str, Any]:
+    return {
+        "id": model_id,
+        "pricing": PRICES,
+        "max_output_length": 512,
+        "supported_features": ["tools", "json_mode"],
+        "deployments": list(deployments),
+    }
+
+
+def claude(upstream_model: str) -> dict[str, str]:
+    return {"provider": "claude", "model": upstream_model}
+
+
+class AnthropicGateway(Gateway):
+    """The test gateway plus a ``claude`` provider of kind ``anthropic`` pointing at the simulator."""
+
+    def __init__(self, tmp: Path, sim: SimServer) -> None:
+        self.db_url = f"sqlite+aiosqlite:///{tmp / 'tollgate.db'}"
+        config = gateway_config(sim.base_url, self.db_url)
+        config["providers"].append(
+            {
+                "name": "claude",
+                "kind": "anthropic",
+                "base_url": sim.url,
+                "api_key": "sk-ant-sim",
+                "timeout": 30,
+            }
+        )
+        config["models"] += [
+            claude_model("claude-sim", claude(CACHED)),
+            claude_model("claude-tools", claude("claude-upstream@tool_call=get_weather")),
+            claude_model("claude-overloaded", claude("claude-upstream@error=529")),
+            claude_model("claude-limited", claude("claude-upstream@error=429,retry_after=3")),
+            claude_model("claude-rejects", claude("claude-upstream@error=400")),
+            claude_model("claude-bad-key", claude("claude-upstream@require_key=another-key")),
+            claude_model(
+                "claude-midstream",
+                claude("claude-upstream@stream_error=overloaded_error,stream_error_after=3,prompt_tokens=20"),
+            ),
+            claude_model(
+                "claude-then-openai",
+                claude("claude-upstream@error=529"),
+                {"provider": "sim", "model": "upstream-b"},
+            ),
+        ]
+        self.config_path = tmp / "tollgate.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.settings = load_settings(str(self.config_path), environ={})
+        self.server = ServerThread(create_app(self.settings))
+
+
+@pytest.fixture
+def gw(tmp_path: Path, sim: SimServer) -> Iterator[AnthropicGateway]:
+    with AnthropicGateway(tmp_path, sim) as gateway:
+        yield gateway
+
+
+def cost(prompt: int, completion: int, cached: int = 0) -> Decimal:
+    return (
+        (prompt - cached) * Decimal(PRICES["prompt"])
+        + cached * Decimal(PRICES["input_cache_read"])
+        + completion * Decimal(PRICES["completion"])
+    )
+
+
+def upstream_requests(sim: SimServer) -> list[dict[str, Any]]:
+    return [r for r in sim.requests() if r["path"] == "/v1/messages"]
+
+
+def test_json_completion_is_translated_and_billed_exactly(gw: AnthropicGateway, sim: SimServer) -> None:
+    key = gw.create_key(balance="1")
+    raw = gw.client(key).chat.completions.with_raw_response.create(model="claude-sim", messages=USER)
+    resp = raw.parse()
+
+    assert resp.object == "chat.completion"
+    assert resp.choices[0].message.content == "lorem ipsum dolor sit amet consectetur adipiscing "
+    assert resp.choices[0].finish_reason == "stop"
+    assert resp.usage is not None
+    assert (resp.usage.prompt_tokens, resp.usage.completion_tokens, resp.usage.total_tokens) == (100, 7, 107)
+    assert resp.usage.prompt_tokens_details is not None
+    assert resp.usage.prompt_tokens_details.cached_tokens == 40
+    assert raw.headers["x-tollgate-provider"] == "claude"
+    upstream = upstream_requests(sim)[-1]
+    assert upstream["headers"]["x-api-key"] == "sk-ant-sim"
+    assert upstream["headers"]["anthropic-version"] == "2023-06-01"
+    assert upstream["body"]["model"] == CACHED
+    assert upstream["body"]["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": USER[0]["content"]}]}
+    ]
+    (row,) = gw.usage_rows(expect=1)
+    assert (row.status, row.model, row.provider, row.upstream_model) == (200, "claude-sim", "claude", CACHED)
+    assert (row.prompt_tokens, row.completion_tokens, row.cached_tokens) == (100, 7, 40)
+    assert not row.estimated
+    assert row.cost == cost(100, 7, cached=40)
+    assert gw.balance() == Decimal("1") - cost(100, 7, cached=40)
+
+
+def test_stream_is_openai_chunks_ending_with_exact_usage(gw: AnthropicGateway) -> None:
+    key = gw.create_key(balance="1")
+    chunks = list(gw.client(key).chat.completions.create(model="claude-sim", messages=USER, stream=True))
+
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "lorem ipsum dolor sit amet consectetur adipiscing "
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    usage_chunks = [c for c in chunks if c.usage is not None]
+    assert len(usage_chunks) == 1 and usage_chunks[0] is chunks[-1] and chunks[-1].choices == []
+    usage = chunks[-1].usage
+    assert usage is not None and (usage.prompt_tokens, usage.completion_tokens) == (100, 7)
+    (row,) = gw.usage_rows(expect=1)
+    assert (row.status, row.prompt_tokens, row.completion_tokens, row.cached_tokens) == (200, 100, 7, 40)
+    assert row.stream and not row.estimated
+    assert row.cost == cost(100, 7, cached=40)
+
+
+def test_tool_calls_come_back_in_openai_shape(gw: AnthropicGateway) -> None:
+    key = gw.create_key(balance="1")
+    client = gw.client(key)
+    resp = client.chat.completions.create(model="claude-tools", messages=USER, tools=[WEATHER_TOOL])
+    (call,) = resp.choices[0].message.tool_calls or []
+    assert resp.choices[0].finish_reason == "tool_calls"
+    assert call.type == "function"
+    assert (call.function.name, call.function.arguments) == ("get_weather", '{"location":"lorem"}')
+
+    chunks = list(
+        client.chat.completions.create(model="claude-tools", messages=USER, tools=[WEATHER_TOOL], stream=True)
+    )
+    deltas = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
+    assert deltas[0].function is not None and deltas[0].function.name == "get_weather"
+    assert "".join(d.function.arguments or "" for d in deltas if d.function) == '{"location":"lorem"}'
+
+
+def test_overloaded_upstream_is_a_503_in_openai_shape(gw: AnthropicGateway) -> None:
+    key = gw.create_key(balance="1")
+    with pytest.raises(openai.InternalServerError) as info:
+        gw.client(key).chat.completions.create(model="claude-overloaded", messages=USER)
+    assert info.value.status_code == 503
+    body: Any = info.value.body
+    assert body["code"] == "UPSTREAM_UNAVAILABLE" and "anthropic: Overloaded" in body["message"]
+    (row,) = gw.usage_rows(expect=1)
+    assert (row.status, row.error_code, row.cost) == (503, "UPSTREAM_UNAVAILABLE", Decimal(0))
+
+
+def test_upstream_rate_limit_is_a_429_with_retry_after(gw: AnthropicGateway) -> None:
+    key = gw.create_key(balance="1")
+    with pytest.raises(openai.RateLimitError) as info:
+        gw.client(key).chat.completions.create(model="claude-limited", messages=USER, stream=True)
+    assert info.value.response.headers["retry-after"] == "3"
+    body: Any = info.value.body
+    assert body["code"] == "UPSTREAM_RATE_LIMITED"
+
+
+def test_upstream_rejection_is_passed_on_without_retrying(gw: AnthropicGateway, sim: SimServer) -> None:
+    key = gw.create_key(balance="1")
+    sim.clear()
+    with pytest.raises(openai.APIStatusError) as info:
+        gw.client(key).chat.completions.create(model="claude-rejects", messages=USER)
+    body: Any = info.value.body
+    assert body["code"] == "UPSTREAM_REJECTED"
+    assert body["message"] == "anthropic: Simulated invalid request."
+    assert len(upstream_requests(sim)) == 1
+
+
+def test_rejected_provider_key_is_not_blamed_on_the_client(gw: AnthropicGateway) -> None:
+    key = gw.create_key(balance="1")
+    with pytest.raises(openai.APIStatusError) as info:
+        gw.client(key).chat.completions.create(model="claude-bad-key", messages=USER)
+    assert info.value.status_code == 502
+    body: Any = info.value.body
+    assert "gateway's provider credentials were rejected" in body["message"]
+
+
+def test_overloaded_anthropic_falls_back_to_the_next_deployment(gw: AnthropicGateway) -> None:
+    key = gw.create_key(balance="1")
+    raw = gw.client(key).chat.completions.with_raw_response.create(model="claude-then-openai", messages=USER)
+    assert raw.parse().choices[0].message.content
+    assert (raw.headers["x-tollgate-provider"], raw.headers["x-tollgate-attempts"]) == ("sim", "2")
+
+
+def test_mid_stream_error_ends_the_stream_with_an_error_and_bills_what_was_sent(gw: AnthropicGateway) -> None:
+    key = gw.create_key(balance="1")
+    seen: list[str] = []
+    with pytest.raises(openai.APIError) as info:
+        for chunk in gw.client(key).chat.completions.create(
+            model="claude-midstream", messages=USER, stream=True
+        ):
+            if chunk.choices:
+                seen.append(chunk.choices[0].delta.content or "")
+    assert "".join(seen) == "lorem ipsum dolor "
+    assert "anthropic: Overloaded" in info.value.message
+    (row,) = gw.usage_rows(expect=1)
+    assert (row.status, row.error_code) == (503, "UPSTREAM_UNAVAILABLE")
+    assert row.stream and row.estimated and row.completion_tokens > 0

@@ -1,0 +1,48 @@
+"""Where shared account state lives, chosen once at start-up: in-process by default, Redis when
+``redis_url`` is configured (so balances, rate limits and the response cache hold across replicas)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from tollgate.accounts.balances import BalanceLedger
+from tollgate.accounts.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
+from tollgate.accounts.redis_balances import RedisBalanceLedger
+from tollgate.settings import Settings
+from tollgate.storage.base import Storage
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+
+@dataclass(slots=True)
+class AccountState:
+    ledger: BalanceLedger
+    limiter: RateLimiter
+    redis: Redis | None = None
+
+    async def close(self) -> None:
+        """After the usage writer stopped: let settles reach Redis, then disconnect."""
+        await self.limiter.close()
+        if isinstance(self.ledger, RedisBalanceLedger):
+            await self.ledger.drain()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+def open_redis(url: str, max_connections: int = 64) -> Redis:
+    """A client whose pool waits for a free connection under load (the default pool raises instead)."""
+    from redis.asyncio import BlockingConnectionPool, Redis
+
+    return Redis.from_pool(BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=30))
+
+
+def open_account_state(settings: Settings, storage: Storage) -> AccountState:
+    server = settings.server
+    if not settings.redis_url:
+        return AccountState(BalanceLedger(storage, server.grace_buffer), LocalRateLimiter())
+    redis = open_redis(settings.redis_url)
+    ledger = RedisBalanceLedger(storage, server.grace_buffer, redis, server.redis_prefix)
+    slot_ttl = int(server.upstream_timeout) + 60
+    return AccountState(ledger, RedisRateLimiter(redis, server.redis_prefix, slot_ttl), redis)

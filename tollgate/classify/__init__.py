@@ -1,0 +1,12 @@
+"""Classification: pure logic behind ``/v1/classify``, ``/v1/tag``, their batch forms and saved classifiers.
+
+- ``request``: wire validation (Classer-style 422 errors) into ``Spec`` (what to classify into) and inputs.
+- ``prompts``: the label prompt templates the local backend embeds.
+- ``scoring``: zero-shot scoring of embeddings against label vectors; calibrated probabilities.
+- ``calibration``: fitting the temperature (single label) and Platt constants (multi-label).
+- ``llm``: the chat request an LLM backend answers, and reading its label and confidence back.
+- ``documents``: PDF / DOCX text extraction per page.
+- ``cache``: the small in-process response cache and its key.
+
+Nothing here does network I/O or knows about HTTP; ``services/classification.py`` runs the pipeline.
+"""

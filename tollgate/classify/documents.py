@@ -1,0 +1,74 @@
+"""Text of PDF and DOCX documents, page by page (pypdf, python-docx).
+
+A document is refused with a 422 when it is corrupt, encrypted, has no extractable text, or has more than
+``MAX_PAGES`` pages. DOCX has no fixed pages: explicit page breaks split it, and a document without any is one
+page. Extraction is CPU work: callers run it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+from tollgate.classify.request import UnprocessableError
+
+MAX_PAGES = 20
+PDF_MAGIC = b"%PDF-"
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _refuse(message: str) -> UnprocessableError:
+    return UnprocessableError(message, param="file")
+
+
+def pdf_pages(data: bytes) -> list[str]:
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            raise _refuse("The PDF is encrypted; send an unencrypted copy")
+        count = len(reader.pages)
+        if count > MAX_PAGES:
+            raise _refuse(f"The PDF has {count} pages; the limit is {MAX_PAGES}")
+        return [(page.extract_text() or "").strip() for page in reader.pages]
+    except UnprocessableError:
+        raise
+    except (PyPdfError, ValueError, KeyError, TypeError, OSError):
+        raise _refuse("The file is not a readable PDF (it may be corrupt)") from None
+
+
+def docx_pages(data: bytes) -> list[str]:
+    import docx
+    from docx.enum.text import WD_BREAK
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError):
+        raise _refuse("The file is not a readable DOCX document (it may be corrupt)") from None
+    except Exception as exc:  # python-docx raises its own errors for non-document packages
+        raise _refuse(f"The file is not a readable DOCX document ({type(exc).__name__})") from None
+    pages: list[list[str]] = [[]]
+    for paragraph in document.paragraphs:
+        for run in paragraph.runs:
+            if any(getattr(br, "type", None) == WD_BREAK.PAGE for br in run._r.br_lst):
+                pages.append([])
+        if paragraph.text.strip():
+            pages[-1].append(paragraph.text.strip())
+        if len(pages) > MAX_PAGES:
+            raise _refuse(f"The document has more than {MAX_PAGES} pages; the limit is {MAX_PAGES}")
+    return ["\n".join(p) for p in pages]
+
+
+def extract_pages(data: bytes) -> list[str]:
+    """The text of each page; raises the 422 for anything that cannot be classified."""
+    if data.startswith(PDF_MAGIC):
+        pages = pdf_pages(data)
+    elif data.startswith(ZIP_MAGIC):
+        pages = docx_pages(data)
+    else:
+        raise _refuse("The file must be a PDF or a DOCX document")
+    if not any(pages):
+        raise _refuse("The document has no extractable text")
+    return pages

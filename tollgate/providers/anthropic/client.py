@@ -1,0 +1,194 @@
+"""Anthropic Messages API client (kind ``anthropic``): the only I/O of the Anthropic adapter.
+
+OpenAI request bodies go out through ``build_request`` to ``POST {base_url}/v1/messages`` with the
+``x-api-key`` and ``anthropic-version: 2023-06-01`` headers; answers come back through
+``to_openai_response`` (JSON) or ``StreamTranslator`` (SSE) as OpenAI ``chat.completion`` bodies and
+``chat.completion.chunk`` frames; error statuses and mid-stream ``error`` events go through ``map_error``
+and ``error_from_event``.
+
+``base_url`` is the API root *without* ``/v1``, as Anthropic's own SDKs take it
+(``https://api.anthropic.com``); a base URL that already ends in ``/v1`` is accepted too and not doubled.
+
+The ``model`` of translated responses and chunks is the one the upstream reports (the upstream model
+name), as the OpenAI-compatible passthrough relays it. Anthropic always reports usage, so every stream
+ends with OpenAI's usage chunk (``choices: []``) emitted here, exact, with cache reads and writes counted
+in ``prompt_tokens`` and cache reads in ``prompt_tokens_details.cached_tokens``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from tollgate.errors import UpstreamBadResponseError, UpstreamError
+from tollgate.providers.anthropic.errors import map_error
+from tollgate.providers.anthropic.request import build_request, json_tool_name
+from tollgate.providers.anthropic.response import to_openai_response, usage_from_anthropic
+from tollgate.providers.anthropic.stream import StreamTranslator
+from tollgate.providers.base import ChatResult, ChatStream, Provider
+from tollgate.providers.http import HttpClient, transport_error
+from tollgate.providers.sse import SSESplitter, encode_data, parse_event
+from tollgate.settings import ProviderConfig
+
+__all__ = ["API_VERSION", "AnthropicProvider", "AnthropicStream", "messages_url"]
+
+API_VERSION = "2023-06-01"
+
+
+def messages_url(base_url: str) -> str:
+    """``{base_url}/v1/messages``, tolerating a base URL that already ends in ``/v1``."""
+    base = base_url.rstrip("/")
+    return base + ("/messages" if base.endswith("/v1") else "/v1/messages")
+
+
+class AnthropicStream(ChatStream):
+    """Reads Anthropic's SSE events and yields OpenAI chunk frames: one item per upstream read.
+
+    ``finished`` turns true on ``message_stop``, which is also when the folded ``usage`` is set and the
+    usage chunk is emitted. An ``error`` event (or an unreadable one) ends the stream with the mapped
+    error, raised after the frames already translated from the same read were yielded.
+    """
+
+    def __init__(self, provider: str, resp: aiohttp.ClientResponse, translator: StreamTranslator) -> None:
+        super().__init__()
+        self._provider = provider
+        self._resp = resp
+        self._translator = translator
+        self._failure: UpstreamError | None = None
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._frames()
+
+    async def _frames(self) -> AsyncIterator[bytes]:
+        splitter = SSESplitter()
+        try:
+            async for data in self._resp.content.iter_any():
+                out = self._batch(splitter.feed(data))
+                if out:
+                    yield out
+                if self._failure is not None:
+                    raise self._failure
+                if self.finished:
+                    return
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise transport_error(self._provider, exc) from None
+        out = self._batch(splitter.feed(b"\n\n"))
+        if out:
+            yield out
+        if self._failure is not None:
+            raise self._failure
+
+    def _batch(self, events: list[bytes]) -> bytes:
+        frames: list[bytes] = []
+        for raw in events:
+            try:
+                chunks = self._handle(raw)
+            except UpstreamError as err:
+                self._failure = err
+                break
+            for chunk in chunks:
+                frames.append(self._frame(chunk))
+            if self.finished:
+                break
+        return b"".join(frames)
+
+    def _frame(self, chunk: dict[str, Any]) -> bytes:
+        if not self.chunks:
+            self.meta = {k: chunk[k] for k in ("id", "created", "model")}
+        self.chunks += 1
+        choices = chunk.get("choices")
+        if choices:
+            content = choices[0]["delta"].get("content")
+            if content:
+                self.text_parts.append(content)
+        return encode_data(orjson.dumps(chunk))
+
+    def _handle(self, raw: bytes) -> list[dict[str, Any]]:
+        event, data = parse_event(raw)
+        if not data:
+            return []
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise UpstreamBadResponseError(
+                f"{self._provider}: the upstream sent invalid JSON in its stream"
+            ) from None
+        translator = self._translator
+        if event == "message_start" and isinstance(payload, dict):
+            message = payload.get("message")
+            if isinstance(message, dict):
+                if isinstance(message.get("id"), str) and message["id"]:
+                    translator.chunk_id = message["id"]
+                if isinstance(message.get("model"), str) and message["model"]:
+                    translator.model = message["model"]
+        chunks = translator.feed(event, payload)
+        if translator.done:
+            self.finished = True
+            self.usage = translator.usage
+            chunks.append(translator.usage_chunk())
+        return chunks
+
+    def close(self) -> None:
+        self._resp.close()
+
+
+class AnthropicProvider(Provider):
+    def __init__(self, config: ProviderConfig, api_key: str | None) -> None:
+        self.name = config.name
+        self.config = config
+        headers = {"content-type": "application/json", "anthropic-version": API_VERSION, **config.headers}
+        if api_key:
+            headers["x-api-key"] = api_key
+        self._headers = headers
+        self._url = messages_url(config.base_url)
+        self._client = HttpClient(config.name, max_connections=config.max_connections)
+
+    async def chat(self, body: dict[str, Any], upstream_model: str, timeout: float) -> ChatResult:
+        json_tool = json_tool_name(body)
+        request = build_request(body, upstream_model)
+        request.pop("stream", None)
+        raw = await self._client.post(
+            self._url, orjson.dumps(request), self._headers, min(timeout, self.config.timeout)
+        )
+        if raw.status >= 400:
+            raise map_error(raw.status, raw.body, raw.headers.get("Retry-After"))
+        try:
+            data = orjson.loads(raw.body)
+        except orjson.JSONDecodeError:
+            raise UpstreamBadResponseError(f"{self.name}: the upstream answered with invalid JSON") from None
+        if not isinstance(data, dict):
+            raise UpstreamBadResponseError(f"{self.name}: the upstream answer is not a message object")
+        reported = data.get("model")
+        model = reported if isinstance(reported, str) and reported else upstream_model
+        out = to_openai_response(data, model=model, created=int(time.time()), json_tool=json_tool)
+        return ChatResult(orjson.dumps(out), out, usage_from_anthropic(data.get("usage")))
+
+    async def chat_stream(self, body: dict[str, Any], upstream_model: str, timeout: float) -> ChatStream:
+        json_tool = json_tool_name(body)
+        request = build_request(body, upstream_model)
+        request["stream"] = True
+        limit = min(timeout, self.config.timeout)
+        resp = await self._client.open(self._url, orjson.dumps(request), self._headers, limit, idle=limit)
+        if resp.status >= 400:
+            try:
+                err_body = await resp.read()
+            except (aiohttp.ClientError, TimeoutError):
+                err_body = b""
+            finally:
+                resp.close()
+            raise map_error(resp.status, err_body, resp.headers.get("Retry-After"))
+        translator = StreamTranslator(
+            model=upstream_model,
+            created=int(time.time()),
+            chunk_id=f"msg_{uuid.uuid4().hex}",
+            json_tool=json_tool,
+        )
+        return AnthropicStream(self.name, resp, translator)
+
+    async def close(self) -> None:
+        await self._client.close()

@@ -1,0 +1,369 @@
+"""The classification pipeline (``/v1/classify``, ``/v1/tag`` and their batch forms):
+authenticate → validate → resolve the saved classifier → cache lookup → admit → score → settle.
+
+Two backends, chosen per saved classifier or by the operator's default (``classification.backend``):
+
+- ``local``: the bundled sentence-embedding model (``tollgate.local.embedder``), zero-shot scoring and
+  calibration in ``tollgate.classify.scoring``. Billed per input token (the model's own tokenizer) at the
+  configured price of the request's priority, one usage row per request (batch included).
+- ``llm``: the configured chat model through ``CompletionService.handle``, so routing, fallbacks, rate limits
+  and billing are exactly chat's (one usage row per model call; a batch makes one call per text).
+
+Cache hits cost nothing, leave a usage row marked cached, and skip rate limiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from tollgate.accounts.balances import Reservation
+from tollgate.classify import llm, scoring
+from tollgate.classify.cache import ResultCache, cache_key
+from tollgate.classify.documents import extract_pages
+from tollgate.classify.prompts import label_prompts
+from tollgate.classify.request import (
+    ClassifyRequest,
+    Mode,
+    Spec,
+    invalid,
+    parse_definition,
+    parse_ref,
+    parse_request,
+)
+from tollgate.errors import NotFoundError, TollgateError, UpstreamUnavailableError
+from tollgate.local.bundled import MissingLocalModel
+from tollgate.local.embedder import MODEL_NAME, Embedder, Vectors
+from tollgate.providers.usage import Usage
+from tollgate.routing.router import Router
+from tollgate.services.completions import CompletionService, parse_json
+from tollgate.services.context import JsonReply, RequestContext
+from tollgate.services.pipeline import Pipeline
+from tollgate.settings import ClassificationConfig, Pricing
+from tollgate.storage.base import ClassifierRecord, Storage
+
+LLM_CONCURRENCY = 8
+LABEL_CACHE_SIZE = 256
+
+
+@dataclass(slots=True)
+class Item:
+    """One text's outcome: the wire fields (``label``/``confidence`` or ``labels``) and its counters."""
+
+    result: dict[str, Any] = field(default_factory=dict)
+    tokens: int = 0
+    error: dict[str, str] | None = None
+    hit: bool = False
+    age: float = 0.0
+
+
+def classifier_json(record: ClassifierRecord) -> dict[str, Any]:
+    return {
+        "name": record.name,
+        "version": record.version,
+        "ref": f"{record.name}@v{record.version}",
+        **record.definition,
+        "created_at": int(record.created_at),
+    }
+
+
+class ClassificationService(Pipeline):
+    def __init__(
+        self,
+        router: Router,
+        completions: CompletionService,
+        storage: Storage,
+        config: ClassificationConfig,
+        embedder: Embedder,
+    ) -> None:
+        super().__init__(router, completions.auth, completions.billing, completions.upstream_timeout)
+        self.completions = completions
+        self.storage = storage
+        self.config = config
+        self.embedder = embedder
+        self.cache = ResultCache(config.cache_size, config.cache_ttl)
+        self._label_vectors: OrderedDict[str, Vectors] = OrderedDict()
+
+    # saved classifiers ------------------------------------------------------------------------------------
+    async def save_classifier(self, ctx: RequestContext, raw: bytes) -> dict[str, Any]:
+        await self._authenticate(ctx)
+        assert ctx.principal is not None
+        name, spec = parse_definition(parse_json(raw))
+        if spec.backend == "llm" and not self.config.llm_model:
+            raise invalid("This server has no LLM classification model configured", "backend")
+        record = await self.storage.save_classifier(
+            ctx.principal.account_id, name, spec.to_json(), time.time()
+        )
+        return classifier_json(record)
+
+    async def list_classifiers(self, ctx: RequestContext) -> dict[str, Any]:
+        await self._authenticate(ctx)
+        assert ctx.principal is not None
+        records = await self.storage.list_classifiers(ctx.principal.account_id)
+        return {"classifiers": [classifier_json(r) for r in records]}
+
+    async def get_classifier(self, ctx: RequestContext, ref: str) -> dict[str, Any]:
+        await self._authenticate(ctx)
+        assert ctx.principal is not None
+        return classifier_json(await self._load(ctx.principal.account_id, ref))
+
+    async def _load(self, account_id: str, ref: str) -> ClassifierRecord:
+        name, version = parse_ref(ref)
+        record = await self.storage.get_classifier(account_id, name, version)
+        if record is None:
+            raise NotFoundError(f"No saved classifier '{ref}'", param="classifier")
+        return record
+
+    # classification ---------------------------------------------------------------------------------------
+    async def classify(self, ctx: RequestContext, raw: bytes, *, multi: bool, batch: bool) -> JsonReply:
+        settled = False
+        try:
+            await self._authenticate(ctx)
+            assert ctx.principal is not None
+            req = parse_request(parse_json(raw), multi=multi, batch=batch)
+            spec = await self._spec(ctx.principal.account_id, req, multi)
+            backend = spec.backend or self.config.backend
+            if backend == "llm" and not self.config.llm_model:
+                raise UpstreamUnavailableError("This server has no LLM classification model configured")
+            texts = await self._texts(req)
+            keys = [self._key(ctx, backend, spec, t, req) for t in texts]
+            items: list[Item | None] = [None] * len(texts)
+            for i, message in req.item_errors.items():
+                items[i] = Item(error={"code": "VALIDATION_ERROR", "message": message})
+            if req.cache:
+                for i, key in enumerate(keys):
+                    if items[i] is None and (found := self.cache.get(key)) is not None:
+                        items[i] = Item(result=found[0], hit=True, age=found[1])
+            todo = [i for i, item in enumerate(items) if item is None]
+            if todo and backend == "llm":
+                settled = True  # every model call leaves its own row
+                done = await self._llm(ctx, spec, [texts[i] for i in todo], req.images)
+            elif todo:
+                done = await self._local(ctx, req, spec, [texts[i] for i in todo])
+                settled = True
+            else:
+                done = []
+            for i, item in zip(todo, done, strict=True):
+                items[i] = item
+                if item.error is None:
+                    self.cache.put(keys[i], item.result)
+            final = [item for item in items if item is not None]
+            if not todo and not settled:
+                # Served wholly from the cache: free, not rate limited, one row marked cached.
+                self.billing.finish(ctx, None, status=200, cached=True, provider=backend)
+                settled = True
+            return self._reply(ctx, req, final, keys)
+        except TollgateError as err:
+            if not settled:
+                self._failed(ctx, None, None, err)
+            raise
+
+    async def _spec(self, account_id: str, req: ClassifyRequest, multi: bool) -> Spec:
+        if req.spec is not None:
+            spec = req.spec
+        else:
+            assert req.classifier is not None
+            spec = Spec.from_json((await self._load(account_id, req.classifier)).definition)
+        mode: Mode = "multi" if multi else "single"
+        threshold = req.threshold if req.threshold is not None else spec.threshold
+        return Spec(
+            spec.labels, spec.descriptions, spec.examples, spec.text_type, mode, threshold, spec.backend
+        )
+
+    async def _texts(self, req: ClassifyRequest) -> list[str]:
+        if req.file is None:
+            return req.texts if req.texts else [""]
+        pages = await asyncio.to_thread(extract_pages, req.file)
+        return ["\n\n".join([*req.texts, *(p for p in pages if p)])]
+
+    def _key(self, ctx: RequestContext, backend: str, spec: Spec, text: str, req: ClassifyRequest) -> str:
+        assert ctx.principal is not None
+        return cache_key(
+            {
+                "account": ctx.principal.account_id,
+                "backend": backend,
+                "spec": spec.to_json(),
+                "text": text,
+                "images": req.images,
+            }
+        )
+
+    # local backend ----------------------------------------------------------------------------------------
+    def _price(self, req: ClassifyRequest) -> Pricing:
+        return Pricing(prompt=getattr(self.config.prices, req.priority))
+
+    async def _local(
+        self, ctx: RequestContext, req: ClassifyRequest, spec: Spec, texts: list[str]
+    ) -> list[Item]:
+        if req.images:
+            raise invalid(
+                "Images need the LLM classification backend; this server classifies locally", "image"
+            )
+        if any(not t.strip() for t in texts):
+            raise invalid("The document has no text to classify", "file")
+        pricing = self._price(req)
+        try:
+            await self.embedder.aload()
+            tokens = await asyncio.to_thread(self.embedder.count_tokens, texts)
+        except MissingLocalModel as exc:
+            raise UpstreamUnavailableError(
+                f"The local classification model is not installed: {exc}"
+            ) from None
+        reservation: Reservation | None = None
+        usage = Usage(prompt_tokens=sum(tokens))
+        try:
+            reservation = await self.billing.admit(ctx, [], usage.prompt_tokens, 0, pricing=pricing)
+            labels = await self._label_matrix(spec)
+            vectors = await self.embedder.aencode(texts)
+        except TollgateError as err:
+            self._failed(ctx, reservation, None, err)
+            raise
+        if spec.mode == "single":
+            probs = scoring.single_label(vectors, labels)
+            results = [self._single(spec, row) for row in probs]
+        else:
+            probs = scoring.multi_label(vectors, labels)
+            results = [self._multi(spec, row) for row in probs]
+        self.billing.finish(
+            ctx, reservation, status=200, model=MODEL_NAME, usage=usage, pricing=pricing, provider="local"
+        )
+        return [Item(result=r, tokens=n) for r, n in zip(results, tokens, strict=True)]
+
+    @staticmethod
+    def _single(spec: Spec, row: np.ndarray[Any, Any]) -> dict[str, Any]:
+        best = int(row.argmax())
+        return {"label": spec.labels[best], "confidence": scoring.confidence(row[best])}
+
+    @staticmethod
+    def _multi(spec: Spec, row: np.ndarray[Any, Any]) -> dict[str, Any]:
+        chosen = sorted(
+            ((scoring.confidence(p), label) for label, p in zip(spec.labels, row, strict=True) if p >= spec.threshold),
+            key=lambda c: -c[0],
+        )
+        return {"labels": [{"label": label, "confidence": conf} for conf, label in chosen]}
+
+    async def _label_matrix(self, spec: Spec) -> Vectors:
+        """Label vectors, embedded once per label configuration (kept in a small LRU)."""
+        key = hashlib.sha256(
+            orjson.dumps(
+                [spec.labels, spec.descriptions, spec.examples, spec.text_type], option=orjson.OPT_SORT_KEYS
+            )
+        ).hexdigest()
+        found = self._label_vectors.get(key)
+        if found is not None:
+            self._label_vectors.move_to_end(key)
+            return found
+        prompts = [
+            label_prompts(label, spec.descriptions.get(label), spec.text_type) for label in spec.labels
+        ]
+        examples = [spec.examples.get(label, []) for label in spec.labels]
+        flat = [p for group in prompts for p in group] + [e for group in examples for e in group]
+        vectors = await self.embedder.aencode(flat)
+        at, prompt_vectors = 0, []
+        for group in prompts:
+            prompt_vectors.append(vectors[at : at + len(group)])
+            at += len(group)
+        example_vectors: list[Vectors | None] = []
+        for group in examples:
+            example_vectors.append(vectors[at : at + len(group)] if group else None)
+            at += len(group)
+        matrix = scoring.label_matrix(prompt_vectors, example_vectors)
+        self._label_vectors[key] = matrix
+        while len(self._label_vectors) > LABEL_CACHE_SIZE:
+            self._label_vectors.popitem(last=False)
+        return matrix
+
+    # llm backend ------------------------------------------------------------------------------------------
+    async def _llm(self, ctx: RequestContext, spec: Spec, texts: list[str], images: list[str]) -> list[Item]:
+        model = self.config.llm_model
+        assert model is not None
+        gate = asyncio.Semaphore(LLM_CONCURRENCY)
+
+        async def one(i: int, text: str) -> Item:
+            child = (
+                ctx
+                if len(texts) == 1
+                else RequestContext(
+                    endpoint=ctx.endpoint,
+                    authorization=ctx.authorization,
+                    x_api_key=ctx.x_api_key,
+                    request_id=f"{ctx.request_id}-{i}",
+                )
+            )
+            body = orjson.dumps(llm.chat_body(model, spec, text, images))
+            async with gate:
+                reply = await self.completions.handle(child, body, parse_json)
+            assert isinstance(reply, JsonReply)
+            data = orjson.loads(reply.body)
+            usage = data.get("usage") or {}
+            tokens = int(usage.get("total_tokens") or 0)
+            if spec.mode == "single":
+                label, p = llm.read_single(data, spec)
+                return Item(result={"label": label, "confidence": scoring.confidence(p)}, tokens=tokens)
+            probs = llm.read_multi(data, spec)
+            return Item(
+                result=self._multi(spec, np.array([probs[label] for label in spec.labels])), tokens=tokens
+            )
+
+        if len(texts) == 1:
+            return [await one(0, texts[0])]
+
+        async def guarded(i: int, text: str) -> Item:
+            try:
+                return await one(i, text)
+            except TollgateError as err:
+                return Item(error={"code": err.code, "message": err.message})
+
+        return list(await asyncio.gather(*(guarded(i, t) for i, t in enumerate(texts))))
+
+    # reply ------------------------------------------------------------------------------------------------
+    def _reply(
+        self, ctx: RequestContext, req: ClassifyRequest, items: list[Item], keys: list[str]
+    ) -> JsonReply:
+        latency = int(round(ctx.elapsed_ms()))
+        hit = all(item.hit for item in items)
+        tokens = sum(item.tokens for item in items if not item.hit)
+        visual = bool(req.images or req.file is not None)
+        if req.batch:
+            body: dict[str, Any] = {
+                "results": [
+                    {
+                        **(item.result if item.error is None else {}),
+                        "tokens": 0 if item.hit else item.tokens,
+                        "visual_tokens": 0,
+                        "error": item.error,
+                        "cache": {"hit": item.hit},
+                    }
+                    for item in items
+                ],
+                "total_tokens": tokens,
+                "latency_ms": latency,
+            }
+            key = hashlib.sha256("".join(keys).encode()).hexdigest()
+        else:
+            item = items[0]
+            if item.error is not None:
+                raise UpstreamUnavailableError(item.error["message"])
+            body = {**item.result, "tokens": tokens}
+            if visual:
+                body["visual_tokens"] = 0
+            body.update(latency_ms=latency, cached=item.hit)
+            key = keys[0]
+        headers = {
+            "X-Request-ID": ctx.request_id,
+            "X-Cache": "HIT" if hit else "MISS",
+            "X-Cache-Key": key[:16],
+            "X-Tokens-Used": str(tokens),
+        }
+        if hit:
+            headers["X-Cache-Age"] = str(int(max(item.age for item in items)))
+        if ctx.grant is not None and not hit:
+            headers.update(ctx.grant.headers())
+        return JsonReply(orjson.dumps(body), headers)

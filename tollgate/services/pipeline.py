@@ -1,0 +1,90 @@
+"""What every endpoint's pipeline shares: who is calling, the usage row of a refused or failed request, the
+rate-limit headers, the walk over the routing plan with its deadline, the error when every candidate
+failed, and the reply headers. Each endpoint's service subclasses ``Pipeline`` and adds its own attempt and
+relay (``completions.py``, ``embeddings.py``)."""
+
+from __future__ import annotations
+
+import time
+
+from tollgate.accounts.balances import Reservation
+from tollgate.accounts.keys import Authenticator, key_from_headers
+from tollgate.errors import TollgateError, UpstreamError, UpstreamTimeoutError, UpstreamUnavailableError
+from tollgate.routing.attempts import Attempts, RetryPolicy
+from tollgate.routing.catalog import Target
+from tollgate.routing.router import Router
+from tollgate.services.billing import Billing
+from tollgate.services.context import JsonReply, RequestContext, StreamReply
+
+
+def final_failure(errors: list[UpstreamError]) -> UpstreamError:
+    """The error a client sees when every candidate failed; it keeps each attempt's cause."""
+    last = errors[-1]
+    if len(errors) == 1:
+        return last
+    causes = "; ".join(e.message for e in errors)
+    if all(isinstance(e, UpstreamUnavailableError) for e in errors):
+        return UpstreamUnavailableError(f"No provider reachable ({causes})", attempts=errors)
+    return type(last)(f"All {len(errors)} attempts failed: {causes}", headers=last.headers, attempts=errors)
+
+
+class Pipeline:
+    def __init__(
+        self, router: Router, auth: Authenticator, billing: Billing, upstream_timeout: float
+    ) -> None:
+        self.router = router
+        self.auth = auth
+        self.billing = billing
+        self.upstream_timeout = upstream_timeout
+        self.retry = RetryPolicy(router.config)
+
+    async def _authenticate(self, ctx: RequestContext) -> None:
+        ctx.principal = await self.auth.authenticate(key_from_headers(ctx.authorization, ctx.x_api_key))
+
+    def _admitted(self, ctx: RequestContext, reply: JsonReply | StreamReply) -> JsonReply | StreamReply:
+        """The reply, with the rate-limit headers of its admission."""
+        if ctx.grant is not None:
+            reply.headers.update(ctx.grant.headers())
+        return reply
+
+    def _failed(
+        self, ctx: RequestContext, reservation: Reservation | None, model: str | None, err: TollgateError
+    ) -> None:
+        """Settle a request that ends with ``err`` (refused or failed): its one usage row, nothing billed."""
+        if ctx.grant is not None:
+            err.headers = {**ctx.grant.headers(), **err.headers}
+        self.billing.finish(
+            ctx, reservation, status=err.status, model=model, error=err, attempts=len(err.attempts) or 0
+        )
+
+    def _headers(self, ctx: RequestContext, target: Target, attempts: int) -> dict[str, str]:
+        return {
+            "X-Request-ID": ctx.request_id,
+            "X-Tollgate-Provider": target.provider.name,
+            "X-Tollgate-Model": target.model.id,
+            "X-Tollgate-Upstream-Model": target.deployment.model,
+            "X-Tollgate-Attempts": str(attempts),
+        }
+
+    def _past_deadline(self, ctx: RequestContext, err: UpstreamError, target: Target) -> UpstreamError:
+        """A timeout caused by the overall limit is reported against that limit."""
+        if (
+            isinstance(err, UpstreamTimeoutError)
+            and time.perf_counter() - ctx.started >= self.upstream_timeout * 0.98
+        ):
+            return UpstreamTimeoutError(
+                f"{target.provider.name}: the upstream did not answer within the {self.upstream_timeout:g} s limit"
+            )
+        return err
+
+    def _remaining(self, ctx: RequestContext) -> float:
+        left = self.upstream_timeout - (time.perf_counter() - ctx.started)
+        if left <= 0:
+            raise UpstreamTimeoutError(f"The upstream did not answer within {self.upstream_timeout:g} s")
+        return left
+
+    def _attempts(self, ctx: RequestContext, targets: list[Target]) -> Attempts:
+        limit = self.upstream_timeout
+        return Attempts(
+            targets, self.retry, self.router.health, lambda: limit - (time.perf_counter() - ctx.started)
+        )
