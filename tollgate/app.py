@@ -22,6 +22,7 @@ from tollgate.providers.registry import build_provider
 from tollgate.routing.catalog import Catalog
 from tollgate.routing.router import Router
 from tollgate.services.billing import Billing
+from tollgate.services.cache import open_cache
 from tollgate.services.classification import ClassificationService
 from tollgate.services.completions import CompletionService
 from tollgate.services.embeddings import EmbeddingsService
@@ -62,6 +63,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> GatewayApp
         billing = Billing(ledger, writer, shared.limiter, server.tiers, server.default_tier)
         router = Router(catalog, settings.config.routing)
         app.state.completions = CompletionService(router, auth, billing, server.upstream_timeout)
+        cache = app.state.completions.cache = open_cache(server, shared.redis)
         app.state.embeddings = EmbeddingsService(router, auth, billing, server.upstream_timeout)
         app.state.classification = ClassificationService(
             router, app.state.completions, store, settings.config.classification, get_embedder()
@@ -78,6 +80,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> GatewayApp
             yield
         finally:
             await writer.stop()
+            await cache.close()
             await shared.close()
             for p in providers.values():
                 await p.close()

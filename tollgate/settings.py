@@ -176,6 +176,10 @@ class ServerConfig(_Strict):
     default_tier: str | None = None
     tiers: dict[str, TierConfig] = Field(default_factory=default_tiers)
     redis_prefix: str = "tollgate:"
+    # Response cache (deterministic requests only): TTL from the key's tier, else ``cache_ttl``.
+    cache: bool = True
+    cache_ttl: float = Field(default=300.0, ge=0)
+    cache_max_entries: int = Field(default=10_000, gt=0)
 
     @field_validator("tiers", mode="before")
     @classmethod
@@ -205,6 +209,10 @@ class RoutingConfig(_Strict):
     breaker_min_samples: int = Field(default=20, gt=0)
     breaker_cooldown: float = Field(default=30.0, ge=0)
     health_alpha: float = Field(default=0.2, gt=0, le=1, description="EWMA weight of the newest sample")
+    auto_profile: str | None = Field(
+        default="default", description='``model: "auto"`` profile: "default" (bundled), a path, or null (off)'
+    )
+    auto_cost_bias: float = Field(default=0.5, ge=0, le=1)
 
 
 class ClassificationPrices(_Strict):

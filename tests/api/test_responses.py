@@ -30,7 +30,12 @@ def test_json_response_is_translated_billed_and_logged(gateway: Gateway, sim: Si
     assert (resp.usage.input_tokens, resp.usage.output_tokens, resp.usage.total_tokens) == (40, 20, 60)
     assert resp.usage.input_tokens_details.cached_tokens == 10
     (row,) = gateway.usage_rows(expect=1)
-    assert (row.request_id, row.endpoint, row.status, row.model) == (request_id, "responses", 200, "sim-small")
+    assert (row.request_id, row.endpoint, row.status, row.model) == (
+        request_id,
+        "responses",
+        200,
+        "sim-small",
+    )
     assert (row.prompt_tokens, row.completion_tokens, row.cached_tokens) == (40, 20, 10)
     assert not row.stream and row.cost == expected_cost(40, 20, cached=10)
     assert gateway.balance() == 1 - row.cost
@@ -104,13 +109,18 @@ def test_function_tools_are_sent_upstream_as_chat_tools(gateway: Gateway, sim: S
             {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"},
             {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
         ],
-        tools=[{"type": "function", "name": "get_weather", "parameters": {"type": "object"}, "strict": False}],
+        tools=[
+            {"type": "function", "name": "get_weather", "parameters": {"type": "object"}, "strict": False}
+        ],
         tool_choice="auto",
         text={"format": {"type": "json_object"}},
     )
     body = sim.requests()[-1]["body"]
     assert body["tools"] == [
-        {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}, "strict": False}}
+        {
+            "type": "function",
+            "function": {"name": "get_weather", "parameters": {"type": "object"}, "strict": False},
+        }
     ]
     assert body["tool_choice"] == "auto" and body["response_format"] == {"type": "json_object"}
     assert body["messages"][1]["tool_calls"][0]["id"] == "call_1"
@@ -125,7 +135,13 @@ def test_errors_are_in_openai_shape_and_leave_a_row(gateway: Gateway) -> None:
     assert "previous_response_id" in caught.value.message
     with pytest.raises(openai.AuthenticationError):
         gateway.client("tg-wrong").responses.create(model="sim-small", input="hi")
-    r = httpx.post(gateway.server.url + "/api/v1/responses", headers={"X-API-Key": key}, json={"model": "nope"})
+    r = httpx.post(
+        gateway.server.url + "/api/v1/responses", headers={"X-API-Key": key}, json={"model": "nope"}
+    )
     assert r.status_code == 400 and r.json()["error"]["param"] == "input"
     rows = gateway.usage_rows(expect=3)
-    assert [(r.endpoint, r.status) for r in rows] == [("responses", 400), ("responses", 401), ("responses", 400)]
+    assert [(r.endpoint, r.status) for r in rows] == [
+        ("responses", 400),
+        ("responses", 401),
+        ("responses", 400),
+    ]

@@ -94,7 +94,12 @@ def test_conversation_request_becomes_a_valid_chat_request() -> None:
     assert chat["response_format"]["json_schema"]["name"] == "weather"
     assert chat["response_format"]["json_schema"]["strict"] is True
     assert chat["reasoning_effort"] == "low"
-    assert (chat["max_tokens"], chat["temperature"], chat["top_p"], chat["user"]) == (300, 0.2, 0.9, "user-42")
+    assert (chat["max_tokens"], chat["temperature"], chat["top_p"], chat["user"]) == (
+        300,
+        0.2,
+        0.9,
+        "user-42",
+    )
     assert "stream" not in chat and "metadata" not in chat and "store" not in chat
 
 
@@ -103,15 +108,37 @@ def test_string_input_is_one_user_message_and_stream_is_kept() -> None:
     assert chat == {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
 
 
+def test_unknown_fields_pass_through_and_responses_only_fields_do_not() -> None:
+    body = {
+        "model": "m",
+        "input": "hi",
+        "models": ["b"],
+        "seed": 3,
+        "store": True,
+        "include": [],
+        "truncation": "auto",
+    }
+    chat = chat_request_from_responses(body)
+    assert chat == {"model": "m", "messages": [{"role": "user", "content": "hi"}], "models": ["b"], "seed": 3}
+
+
 @pytest.mark.parametrize(
     ("body", "param", "says"),
     [
         ({"input": "hi"}, "model", "'model' is required"),
         ({"model": "m"}, "input", "'input' is required"),
         ({"model": "m", "input": []}, "input", "non-empty array"),
-        ({"model": "m", "input": "hi", "previous_response_id": "resp_1"}, "previous_response_id", "whole conversation"),
+        (
+            {"model": "m", "input": "hi", "previous_response_id": "resp_1"},
+            "previous_response_id",
+            "whole conversation",
+        ),
         ({"model": "m", "input": "hi", "background": True}, "background", "not available"),
-        ({"model": "m", "input": [{"type": "item_reference", "id": "x"}]}, "input", "'item_reference' is not supported"),
+        (
+            {"model": "m", "input": [{"type": "item_reference", "id": "x"}]},
+            "input",
+            "'item_reference' is not supported",
+        ),
         ({"model": "m", "input": [{"role": "robot", "content": "x"}]}, "input", "must be one of"),
         (
             {"model": "m", "input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]},
@@ -121,7 +148,11 @@ def test_string_input_is_one_user_message_and_stream_is_kept() -> None:
         ({"model": "m", "input": "hi", "tools": [{"type": "web_search"}]}, "tools", "only function tools"),
         ({"model": "m", "input": "hi", "tool_choice": {"type": "mcp"}}, "tool_choice", "tool_choice"),
         ({"model": "m", "input": "hi", "max_output_tokens": 0}, "max_output_tokens", "positive integer"),
-        ({"model": "m", "input": "hi", "text": {"format": {"type": "json_schema"}}}, "text.format", "'schema'"),
+        (
+            {"model": "m", "input": "hi", "text": {"format": {"type": "json_schema"}}},
+            "text.format",
+            "'schema'",
+        ),
         ({"model": "m", "input": "hi", "stream": "yes"}, "stream", "true or false"),
     ],
 )
@@ -134,7 +165,9 @@ def test_invalid_requests_name_the_field_and_the_fix(body: dict[str, Any], param
 
 def test_text_completion_becomes_a_response_with_one_message_and_usage() -> None:
     request = load("request_conversation.json")
-    out = response_from_chat(load("chat_completion_text.json"), request=request, response_id=RID, created_at=7)
+    out = response_from_chat(
+        load("chat_completion_text.json"), request=request, response_id=RID, created_at=7
+    )
     resp = Response.model_validate(out)
     assert resp.id == RID and resp.object == "response" and resp.status == "completed"
     assert resp.model == "gpt-4o-mini" and resp.created_at == 7
@@ -145,7 +178,9 @@ def test_text_completion_becomes_a_response_with_one_message_and_usage() -> None
         "type": "message",
         "status": "completed",
         "role": "assistant",
-        "content": [{"type": "output_text", "text": "Paris is sunny at 18C.", "annotations": [], "logprobs": []}],
+        "content": [
+            {"type": "output_text", "text": "Paris is sunny at 18C.", "annotations": [], "logprobs": []}
+        ],
     }
     assert out["usage"] == {
         "input_tokens": 1117,
@@ -202,7 +237,9 @@ def test_text_stream_follows_the_documented_event_flow() -> None:
     assert [d["sequence_number"] for _, d in events] == list(range(len(events)))
     created = events[0][1]["response"]
     assert created["status"] == "in_progress" and created["output"] == [] and created["usage"] is None
-    assert "".join(d["delta"] for n, d in events if n == "response.output_text.delta") == "Hello there, friend"
+    assert (
+        "".join(d["delta"] for n, d in events if n == "response.output_text.delta") == "Hello there, friend"
+    )
     added = events[2][1]
     assert added["item"]["content"] == [] and added["item"]["status"] == "in_progress"
     done = events[-2][1]["item"]

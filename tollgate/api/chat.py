@@ -23,7 +23,7 @@ log = logging.getLogger("tollgate.api")
 async def chat_completions(
     service: CompletionService, body_limit: int, scope: Scope, receive: Receive, send: Send
 ) -> None:
-    authorization = x_api_key = None
+    authorization = x_api_key = cache_control = None
     declared: int | None = None
     for name, value in scope["headers"]:
         if name == b"authorization":
@@ -32,7 +32,14 @@ async def chat_completions(
             x_api_key = value.decode("latin-1")
         elif name == b"content-length" and value.isdigit():
             declared = int(value)
-    ctx = RequestContext(endpoint="chat.completions", authorization=authorization, x_api_key=x_api_key)
+        elif name == b"cache-control":
+            cache_control = value.decode("latin-1")
+    ctx = RequestContext(
+        endpoint="chat.completions",
+        authorization=authorization,
+        x_api_key=x_api_key,
+        cache_control=cache_control,
+    )
     try:
         raw = await read_body(receive, body_limit, declared)
         reply = await service.chat(ctx, raw)

@@ -12,7 +12,8 @@ chat completions is refused with a 400 that says what to send instead: stored st
 ``item_reference`` items. ``reasoning`` items sent back as input are dropped (chat has no slot for them).
 Fields the Responses API does not define pass through unchanged, as on chat completions (vendor extensions,
 the gateway's routing preferences); Responses fields with no chat equivalent (``store``, ``include``,
-``truncation``, ...) are left out. The answer's direction (response object, streaming events) lives in ``responses_output``.
+``truncation``, ...) are left out. The answer's direction (response object, streaming events) lives in
+``responses_output``.
 """
 
 from __future__ import annotations

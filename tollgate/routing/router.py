@@ -4,6 +4,9 @@
 the requested model followed by its fallback models, filters each model's deployments by the preferences,
 orders them (``strategies``), and leaves out deployments whose circuit breaker is open, unless every
 candidate is open, in which case they are all tried anyway.
+
+``resolve_auto`` runs first for ``model: "auto"``: the automatic router (``routing.auto``) picks the model
+for the prompt and its ranked alternatives become the ``models`` fallback list.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from collections.abc import Callable
 
 from tollgate.errors import ValidationError
 from tollgate.protocol.chat import ChatRequest
+from tollgate.routing.auto.chooser import AUTO, AutoRouter, cost_bias_of, prompt_text
+from tollgate.routing.auto.select import Selection
 from tollgate.routing.catalog import Catalog, Target
 from tollgate.routing.filters import apply_filters, nothing_left
 from tollgate.routing.health import HealthBoard
@@ -33,6 +38,21 @@ class Router:
         self.config = config or RoutingConfig()
         self.health = health or HealthBoard(self.config)
         self.rng = rng
+        self.auto: AutoRouter | None = None
+
+    async def resolve_auto(self, req: ChatRequest) -> Selection | None:
+        """For ``model: "auto"``: choose the model (rewriting the request); None for any other model."""
+        if req.model != AUTO:
+            return None
+        if self.auto is None:
+            raise ValidationError(
+                "Model 'auto' is not enabled on this gateway (set routing.auto_profile).", param="model"
+            )
+        bias = cost_bias_of(req.body.pop("cost_bias", None), self.auto.cost_bias)
+        selection = await self.auto.choose(prompt_text(req.body["messages"]), req.body.get("models"), bias)
+        req.model = req.body["model"] = selection.model
+        req.body["models"] = [c.model for c in selection.ranked[1:]]
+        return selection
 
     def _models(self, req: ChatRequest, fallbacks: list[str]) -> list[str]:
         self.catalog.targets(req.model)  # an unknown primary model is the client's error

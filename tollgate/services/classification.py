@@ -124,6 +124,7 @@ class ClassificationService(Pipeline):
     # classification ---------------------------------------------------------------------------------------
     async def classify(self, ctx: RequestContext, raw: bytes, *, multi: bool, batch: bool) -> JsonReply:
         settled = False
+        held: list[Reservation | None] = []
         try:
             await self._authenticate(ctx)
             assert ctx.principal is not None
@@ -146,7 +147,7 @@ class ClassificationService(Pipeline):
                 settled = True  # every model call leaves its own row
                 done = await self._llm(ctx, spec, [texts[i] for i in todo], req.images)
             elif todo:
-                done = await self._local(ctx, req, spec, [texts[i] for i in todo])
+                done = await self._local(ctx, req, spec, [texts[i] for i in todo], held)
                 settled = True
             else:
                 done = []
@@ -162,7 +163,7 @@ class ClassificationService(Pipeline):
             return self._reply(ctx, req, final, keys)
         except TollgateError as err:
             if not settled:
-                self._failed(ctx, None, None, err)
+                self._failed(ctx, held[0] if held else None, None, err)
             raise
 
     async def _spec(self, account_id: str, req: ClassifyRequest, multi: bool) -> Spec:
@@ -200,8 +201,14 @@ class ClassificationService(Pipeline):
         return Pricing(prompt=getattr(self.config.prices, req.priority))
 
     async def _local(
-        self, ctx: RequestContext, req: ClassifyRequest, spec: Spec, texts: list[str]
+        self,
+        ctx: RequestContext,
+        req: ClassifyRequest,
+        spec: Spec,
+        texts: list[str],
+        held: list[Reservation | None],
     ) -> list[Item]:
+        """Score ``texts`` and settle; the reservation is put in ``held`` so a failure can release it."""
         if req.images:
             raise invalid(
                 "Images need the LLM classification backend; this server classifies locally", "image"
@@ -216,15 +223,11 @@ class ClassificationService(Pipeline):
             raise UpstreamUnavailableError(
                 f"The local classification model is not installed: {exc}"
             ) from None
-        reservation: Reservation | None = None
         usage = Usage(prompt_tokens=sum(tokens))
-        try:
-            reservation = await self.billing.admit(ctx, [], usage.prompt_tokens, 0, pricing=pricing)
-            labels = await self._label_matrix(spec)
-            vectors = await self.embedder.aencode(texts)
-        except TollgateError as err:
-            self._failed(ctx, reservation, None, err)
-            raise
+        reservation = await self.billing.admit(ctx, [], usage.prompt_tokens, 0, pricing=pricing)
+        held.append(reservation)
+        labels = await self._label_matrix(spec)
+        vectors = await self.embedder.aencode(texts)
         if spec.mode == "single":
             probs = scoring.single_label(vectors, labels)
             results = [self._single(spec, row) for row in probs]

@@ -22,6 +22,7 @@ from tollgate.providers.base import ChatStream
 from tollgate.providers.sse import DONE, encode_data
 from tollgate.providers.usage import Usage
 from tollgate.routing.catalog import Target
+from tollgate.services.cache import Lookup, ResponseCache
 from tollgate.services.context import JsonReply, RequestContext, StreamReply
 from tollgate.services.pipeline import Pipeline, final_failure
 from tollgate.tokens import count_messages, count_text
@@ -53,6 +54,14 @@ def error_frame(err: TollgateError) -> bytes:
 
 
 class CompletionService(Pipeline):
+    cache: ResponseCache | None = None  # set at start-up (app.py); None: no response cache
+
+    def _cache_hit(self, ctx: RequestContext, req: ChatRequest, lookup: Lookup) -> JsonReply | StreamReply:
+        """A cached answer: no limits counted, no reservation, nothing billed; the row is marked cached."""
+        assert self.cache is not None
+        self.billing.finish(ctx, None, status=200, model=req.model, stream=req.stream, cached=True)
+        return self.cache.replay(ctx, lookup)
+
     async def chat(self, ctx: RequestContext, raw: bytes) -> JsonReply | StreamReply:
         """``POST /v1/chat/completions``: the body is already OpenAI's chat shape."""
         return await self.handle(ctx, raw, parse_json)
@@ -71,6 +80,9 @@ class CompletionService(Pipeline):
             req = parse_chat_request(translate(raw))
             model = req.model
             targets = self.router.plan(req)
+            lookup = await self.cache.lookup(ctx, req) if self.cache is not None else Lookup()
+            if lookup.hit is not None:
+                return self._cache_hit(ctx, req, lookup)
             max_output = req.max_tokens or targets[0].model.max_output_length
             reservation = await self.billing.admit(ctx, targets, len(raw) // 3 + 16, max_output)
             reply: JsonReply | StreamReply
@@ -78,6 +90,8 @@ class CompletionService(Pipeline):
                 reply = await self._stream(ctx, req, targets, reservation)
             else:
                 reply = await self._json(ctx, req, targets, reservation)
+            if self.cache is not None:
+                reply = self.cache.keep(lookup, reply)
             return self._admitted(ctx, reply)
         except TollgateError as err:
             self._failed(ctx, reservation, model, err)

@@ -25,6 +25,7 @@ class RequestContext:
     endpoint: str
     authorization: str | None = None
     x_api_key: str | None = None
+    cache_control: str | None = None  # the request's Cache-Control header (response cache opt-out)
     request_id: str = field(default_factory=new_request_id)
     started: float = field(default_factory=time.perf_counter)
     created_at: float = field(default_factory=time.time)

@@ -156,7 +156,10 @@ class LocalProvider(Provider):
         if isinstance(item, BaseException):
             raise map_failure(self.name, item)
         data: dict[str, Any] = item
-        usage = Usage(prompt_tokens=job.prompt_tokens, completion_tokens=job.completion_tokens)
+        # llama-cpp-python counts a JSON completion itself (the same tokens our counters see in streams).
+        usage = Usage.from_openai(data.get("usage")) or Usage(
+            prompt_tokens=job.prompt_tokens, completion_tokens=job.completion_tokens
+        )
         data["model"] = upstream_model
         data["usage"] = usage.to_openai()
         return ChatResult(orjson.dumps(data), data, usage)
