@@ -4,11 +4,13 @@ a consistent balance (no overspend past the grace buffer, no lost usage row) and
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
 
 import aiohttp
+import httpx
 import pytest
 
 from tests.storage.test_sql import pg_database, pg_url  # noqa: F401  (pg_database is a fixture)
@@ -88,3 +90,23 @@ def test_rate_limits_are_shared_by_the_replicas(cluster: Cluster) -> None:
     key = cluster.create_key("1", "limited", tier="shared")
     statuses = run(fire(cluster.urls, key, 20, max_tokens=5))
     assert Counter(statuses) == {200: 7, 429: 13}
+
+
+def test_the_response_cache_is_shared_by_the_replicas(cluster: Cluster) -> None:
+    key = cluster.create_key("1", "cached")
+    body = {
+        "model": "sim-small",
+        "messages": [{"role": "user", "content": "shared " + secrets.token_hex(4)}],
+        "temperature": 0,
+    }
+    headers = {"Authorization": f"Bearer {key}"}
+    first, second = (
+        httpx.post(url + "/v1/chat/completions", json=body, headers=headers, timeout=30)
+        for url in cluster.urls
+    )
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert (first.headers["x-cache"], second.headers["x-cache"]) == ("MISS", "HIT")
+    assert second.json() == first.json()
+    acct = cluster.account("cached")
+    rows = cluster.wait_for_rows(acct.id, 2)
+    assert sorted(r.cached for r in rows) == [False, True]

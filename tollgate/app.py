@@ -19,6 +19,7 @@ from tollgate.api.routes import routes
 from tollgate.errors import TollgateError
 from tollgate.local.embedder import get_embedder
 from tollgate.providers.registry import build_provider
+from tollgate.routing.auto.chooser import load_auto_router
 from tollgate.routing.catalog import Catalog
 from tollgate.routing.router import Router
 from tollgate.services.billing import Billing
@@ -62,6 +63,8 @@ def create_app(settings: Settings, storage: Storage | None = None) -> GatewayApp
         app.state.ledger = ledger
         billing = Billing(ledger, writer, shared.limiter, server.tiers, server.default_tier)
         router = Router(catalog, settings.config.routing)
+        routing = settings.config.routing
+        router.auto = load_auto_router(routing.auto_profile, catalog, routing.auto_cost_bias)
         app.state.completions = CompletionService(router, auth, billing, server.upstream_timeout)
         cache = app.state.completions.cache = open_cache(server, shared.redis)
         app.state.embeddings = EmbeddingsService(router, auth, billing, server.upstream_timeout)

@@ -204,6 +204,12 @@ class ServerConfig(_Strict):
     cache: bool = True
     cache_ttl: float = Field(default=300.0, ge=0)
     cache_max_entries: int = Field(default=10_000, gt=0)
+    # Request logs (bodies only for keys that allow them): kept this many days unless the key says
+    # otherwise; purged every ``log_purge_interval`` seconds.
+    log_retention_days: int = Field(default=30, ge=0)
+    log_purge_interval: float = Field(default=3600.0, gt=0)
+    # A key with full access to the management API of every account (e.g. "${TOLLGATE_ADMIN_KEY}").
+    admin_key: str | None = None
 
     @field_validator("tiers", mode="before")
     @classmethod

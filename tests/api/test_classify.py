@@ -7,14 +7,17 @@ needs it; validation cases never load it.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support.gateway import Gateway
+from tests.support.gateway import PRICES, Gateway, gateway_config
 from tollgate.api.errors import DOCS_URL
+from tollgate.simulator import SimServer
 
 TICKET_LABELS = ["billing", "technical", "shipping"]
 CHARGED_TWICE = "I was charged twice for my subscription this month, please refund one payment."
@@ -286,3 +289,52 @@ def test_a_docx_file_is_classified_from_its_text(gateway: Gateway) -> None:
     assert r.status_code == 200, r.text
     assert r.json()["label"] == "billing" and r.json()["visual_tokens"] == 0
     assert bad.status_code == 422 and bad.json()["details"] == {"field": "file"}
+
+
+# the LLM backend ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def llm_gateway(tmp_path: Path, sim: SimServer) -> Iterator[Gateway]:
+    """A gateway whose classification backend is a chat model; the simulator answers ``{"label":"billing"}``."""
+    models = gateway_config(sim.base_url, "sqlite+aiosqlite://")["models"] + [
+        {
+            "id": "sim-classifier",
+            "pricing": PRICES,
+            "max_output_length": 2048,
+            "deployments": [{"provider": "sim", "model": 'upstream-small@reply={"label":"billing"}'}],
+        }
+    ]
+    sections = {"models": models, "classification": {"backend": "llm", "llm_model": "sim-classifier"}}
+    with Gateway(tmp_path, sim.base_url, sections=sections) as gw:
+        yield gw
+
+
+def test_the_llm_backend_asks_the_chat_model_with_the_labels_as_an_enum(llm_gateway: Gateway, sim: SimServer) -> None:
+    key = llm_gateway.create_key()
+    sim.clear()
+    with client(llm_gateway, key) as c:
+        r = c.post("/classify", json={"text": CHARGED_TWICE, "labels": ["billing", "shipping"]})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["label"] == "billing" and got["confidence"] == 0.9 and got["cached"] is False
+    [sent] = [x for x in sim.requests() if x["path"].endswith("/chat/completions")]
+    schema = sent["body"]["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["label"]["enum"] == ["billing", "shipping"]
+    assert sent["body"]["messages"][1]["content"] == CHARGED_TWICE
+    [row] = llm_gateway.usage_rows(expect=1)
+    assert (row.endpoint, row.provider, row.model, row.status) == ("classify", "sim", "sim-classifier", 200)
+    assert got["tokens"] == row.prompt_tokens + row.completion_tokens and row.cost > 0
+
+
+def test_an_llm_batch_makes_one_billed_call_per_text(llm_gateway: Gateway) -> None:
+    key = llm_gateway.create_key()
+    with client(llm_gateway, key) as c:
+        r = c.post("/classify/batch", json={"texts": ["one", "two", ""], "labels": ["billing", "shipping"]})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x.get("label") for x in results] == ["billing", "billing", None]
+    assert results[2]["error"]["code"] == "VALIDATION_ERROR"
+    rows = llm_gateway.usage_rows(expect=2)
+    request_id = r.headers["x-request-id"]
+    assert sorted(row.request_id for row in rows) == [f"{request_id}-0", f"{request_id}-1"]

@@ -138,6 +138,15 @@ def test_errors_are_in_anthropic_shape(gateway: Gateway) -> None:
     assert isinstance(bad.value.body, dict) and set(bad.value.body) == {"type", "error"}
     assert bad.value.body["type"] == "error" and bad.value.body["error"]["type"] == "invalid_request_error"
     assert "Model 'nope' is not available" in bad.value.body["error"]["message"]
+    document: Any = [
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "x"}}
+    ]
+    with pytest.raises(anthropic.BadRequestError) as unsupported:
+        client(gateway, key).messages.create(
+            model="sim-small", max_tokens=10, messages=[{"role": "user", "content": document}]
+        )
+    assert isinstance(unsupported.value.body, dict)
+    assert "'document' is not supported" in unsupported.value.body["error"]["message"]
     with pytest.raises(anthropic.AuthenticationError) as denied:
         client(gateway, "tg-wrong").messages.create(model="sim-small", max_tokens=10, messages=USER)
     assert (
@@ -151,8 +160,11 @@ def test_errors_are_in_anthropic_shape(gateway: Gateway) -> None:
     assert r.headers["x-request-id"].startswith("req_")
     r = httpx.get(gateway.server.url + "/v1/messages")
     assert r.status_code == 405 and r.json()["error"]["type"] == "invalid_request_error"
-    rows = gateway.usage_rows(expect=3)
-    assert [(r.endpoint, r.status) for r in rows] == [("messages", 400), ("messages", 401), ("messages", 400)]
+    rows = gateway.usage_rows(expect=4)
+    assert [(r.endpoint, r.status) for r in rows] == [("messages", 400)] * 2 + [
+        ("messages", 401),
+        ("messages", 400),
+    ]
 
 
 def test_mid_stream_upstream_failure_is_an_anthropic_error_event(tmp_path: Path) -> None:

@@ -199,13 +199,19 @@ def test_cache_hits_do_not_count_against_rate_limits(tmp_path: Any, sim: SimServ
             ask(client, marker + "-other", temperature=0)
 
 
-def test_a_failed_answer_is_not_cached(gateway: Gateway, sim: SimServer) -> None:
+def test_a_failed_answer_is_not_cached(gateway: Gateway) -> None:
     key = gateway.create_key()
     marker = "fail-" + secrets.token_hex(4)
-    body = {"model": "sim-small", "messages": [{"role": "user", "content": marker}], "temperature": 0}
+    body = {
+        "model": "sim-small",
+        "messages": [{"role": "user", "content": marker}],
+        "temperature": 0,
+        "sim": {"fail_first": 1, "error": 400, "scenario": marker},  # the same body fails once, then works
+    }
     url = gateway.base_url + "/chat/completions"
     headers = {"Authorization": f"Bearer {key}"}
-    failed = httpx.post(url, json={**body, "sim": {"error": 500}}, headers=headers, timeout=30)
-    assert failed.status_code >= 500
+    assert httpx.post(url, json=body, headers=headers, timeout=30).status_code == 400
     ok = httpx.post(url, json=body, headers=headers, timeout=30)
     assert ok.status_code == 200 and ok.headers["x-cache"] == "MISS"
+    again = httpx.post(url, json=body, headers=headers, timeout=30)
+    assert again.status_code == 200 and again.headers["x-cache"] == "HIT"

@@ -87,7 +87,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-TABLES_CHILDREN_FIRST = ("usage", "balance_events", "api_keys", "accounts")
+TABLES_CHILDREN_FIRST = ("classifiers", "usage", "balance_events", "api_keys", "accounts")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -405,3 +405,50 @@ async def test_concurrent_usage_batches_debit_exactly(store: SqlStorage) -> None
     assert after is not None
     assert after.balance == Decimal("-0.000000006") and after.spent == Decimal("0.000000006")
     assert await count(store, "usage") == 20
+
+
+# classifiers --------------------------------------------------------------------------------------------
+
+DEFINITION = {"labels": ["billing", "shipping"], "descriptions": {"billing": "money"}, "mode": "single"}
+
+
+async def test_saving_a_classifier_again_makes_the_next_version(store: SqlStorage) -> None:
+    acct = await store.ensure_account("owner")
+    first = await store.save_classifier(acct.id, "tickets", DEFINITION, 1.5)
+    second = await store.save_classifier(acct.id, "tickets", {**DEFINITION, "labels": ["refund"]}, 2.5)
+    assert (first.version, second.version) == (1, 2)
+    latest = await store.get_classifier(acct.id, "tickets")
+    assert latest == second and latest.definition["labels"] == ["refund"]
+    pinned = await store.get_classifier(acct.id, "tickets", 1)
+    assert pinned == first and pinned.definition == DEFINITION and pinned.created_at == 1.5
+    assert await store.get_classifier(acct.id, "tickets", 3) is None
+    assert await store.get_classifier(acct.id, "nothing") is None
+
+
+async def test_classifiers_belong_to_their_account(store: SqlStorage) -> None:
+    a = await store.ensure_account("a")
+    b = await store.ensure_account("b")
+    await store.save_classifier(a.id, "same", DEFINITION, 1.0)
+    await store.save_classifier(a.id, "same", DEFINITION, 2.0)
+    mine = await store.save_classifier(b.id, "same", DEFINITION, 3.0)
+    assert mine.version == 1, "versions count per account"
+    assert await store.get_classifier(b.id, "same", 2) is None
+
+
+async def test_list_classifiers_gives_the_latest_of_each_name(store: SqlStorage) -> None:
+    a = await store.ensure_account("a")
+    other = await store.ensure_account("other")
+    await store.save_classifier(a.id, "zeta", DEFINITION, 1.0)
+    await store.save_classifier(a.id, "alpha", DEFINITION, 2.0)
+    await store.save_classifier(a.id, "zeta", {**DEFINITION, "mode": "multi"}, 3.0)
+    await store.save_classifier(other.id, "beta", DEFINITION, 4.0)
+    listed = await store.list_classifiers(a.id)
+    assert [(c.name, c.version) for c in listed] == [("alpha", 1), ("zeta", 2)]
+    assert listed[1].definition["mode"] == "multi"
+    assert await store.list_classifiers("acct_missing") == []
+
+
+async def test_concurrent_saves_get_distinct_versions(store: SqlStorage) -> None:
+    acct = await store.ensure_account("busy")
+    saved = await asyncio.gather(*(store.save_classifier(acct.id, "race", DEFINITION, float(i)) for i in range(4)))
+    assert sorted(c.version for c in saved) == [1, 2, 3, 4]

@@ -76,6 +76,10 @@ class Principal:
     tpm: int | None = None
     concurrency: int | None = None
     cache: bool = True  # False: this key's requests are never served from or stored in the cache
+    # Request logging: bodies are kept only when allowed, for ``retention_days`` (None: server default).
+    log_inputs: bool = False
+    log_outputs: bool = False
+    retention_days: int | None = None
 
 
 def key_from_headers(authorization: str | None, x_api_key: str | None) -> str:
@@ -140,4 +144,7 @@ class Authenticator:
             tpm=record.tpm,
             concurrency=record.concurrency,
             cache=record.cache,
+            log_inputs=record.log_inputs,
+            log_outputs=record.log_outputs,
+            retention_days=record.retention_days,
         )

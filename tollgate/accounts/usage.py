@@ -16,7 +16,7 @@ from collections import defaultdict
 from decimal import Decimal
 
 from tollgate.accounts.balances import BalanceLedger
-from tollgate.storage.base import Storage, UsageRow
+from tollgate.storage.base import RequestLog, Storage, UsageRow
 
 log = logging.getLogger("tollgate.usage")
 
@@ -39,6 +39,7 @@ class UsageWriter:
         self._limit = limit
         self._refresh_every = refresh_every
         self._rows: list[UsageRow] = []
+        self._logs: list[RequestLog] = []
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -59,6 +60,12 @@ class UsageWriter:
             self._wake.set()
         if len(self._rows) >= self._limit:
             self._room.clear()
+
+    def submit_log(self, log: RequestLog) -> None:
+        """A request's logged bodies; written with the next flush, after the usage rows."""
+        self._logs.append(log)
+        if len(self._logs) >= self._batch_size:
+            self._wake.set()
 
     async def submit(self, row: UsageRow) -> None:
         while not self._room.is_set():
@@ -84,6 +91,10 @@ class UsageWriter:
     async def flush(self) -> None:
         while self._rows:
             await self._flush_once()
+        while self._logs:
+            batch = self._logs[: self._batch_size]
+            await self._storage.write_logs(batch)
+            del self._logs[: len(batch)]
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -16,6 +16,7 @@ from tollgate.api.health import healthz
 from tollgate.api.messages import create_message
 from tollgate.api.models import get_model, list_models
 from tollgate.api.responses import create_response
+from tollgate.api.select_model import select_model
 
 
 def routes() -> list[BaseRoute]:
@@ -27,6 +28,7 @@ def routes() -> list[BaseRoute]:
             Route(f"{prefix}/messages", create_message, methods=["POST"]),
             Route(f"{prefix}/responses", create_response, methods=["POST"]),
             Route(f"{prefix}/embeddings", create_embeddings, methods=["POST"]),
+            Route(f"{prefix}/select-model", select_model, methods=["POST"]),
             Route(f"{prefix}/classify", classify, methods=["POST"]),
             Route(f"{prefix}/classify/batch", classify_batch, methods=["POST"]),
             Route(f"{prefix}/tag", tag, methods=["POST"]),

@@ -41,7 +41,6 @@ def pdf_pages(data: bytes) -> list[str]:
 
 def docx_pages(data: bytes) -> list[str]:
     import docx
-    from docx.enum.text import WD_BREAK
 
     try:
         document = docx.Document(io.BytesIO(data))
@@ -51,12 +50,12 @@ def docx_pages(data: bytes) -> list[str]:
         raise _refuse(f"The file is not a readable DOCX document ({type(exc).__name__})") from None
     pages: list[list[str]] = [[]]
     for paragraph in document.paragraphs:
-        for run in paragraph.runs:
-            if any(getattr(br, "type", None) == WD_BREAK.PAGE for br in run._r.br_lst):
-                pages.append([])
         if paragraph.text.strip():
             pages[-1].append(paragraph.text.strip())
-        if len(pages) > MAX_PAGES:
+        # A paragraph's text is counted on the page where it starts; a break in it starts the next page.
+        if any(br.type == "page" for run in paragraph.runs for br in run._r.br_lst):
+            pages.append([])
+        if len(pages) > MAX_PAGES and any(pages[MAX_PAGES:]):
             raise _refuse(f"The document has more than {MAX_PAGES} pages; the limit is {MAX_PAGES}")
     return ["\n".join(p) for p in pages]
 

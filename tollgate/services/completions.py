@@ -21,10 +21,12 @@ from tollgate.protocol.chat import ChatRequest, parse_chat_request
 from tollgate.providers.base import ChatStream
 from tollgate.providers.sse import DONE, encode_data
 from tollgate.providers.usage import Usage
+from tollgate.routing.auto.chooser import selection_headers
 from tollgate.routing.catalog import Target
 from tollgate.services.cache import Lookup, ResponseCache
 from tollgate.services.context import JsonReply, RequestContext, StreamReply
 from tollgate.services.pipeline import Pipeline, final_failure
+from tollgate.services.request_log import RequestLogger
 from tollgate.tokens import count_messages, count_text
 
 CLIENT_CLOSED = 499
@@ -55,6 +57,12 @@ def error_frame(err: TollgateError) -> bytes:
 
 class CompletionService(Pipeline):
     cache: ResponseCache | None = None  # set at start-up (app.py); None: no response cache
+    request_log: RequestLogger | None = None  # set at start-up (app.py); None: no request logs
+
+    def _logged(
+        self, ctx: RequestContext, raw: bytes, reply: JsonReply | StreamReply
+    ) -> JsonReply | StreamReply:
+        return self.request_log.reply(ctx, raw, reply) if self.request_log is not None else reply
 
     def _cache_hit(self, ctx: RequestContext, req: ChatRequest, lookup: Lookup) -> JsonReply | StreamReply:
         """A cached answer: no limits counted, no reservation, nothing billed; the row is marked cached."""
@@ -78,11 +86,12 @@ class CompletionService(Pipeline):
         try:
             await self._authenticate(ctx)
             req = parse_chat_request(translate(raw))
+            auto = await self.router.resolve_auto(req)  # model "auto": the automatic router picks one
             model = req.model
             targets = self.router.plan(req)
             lookup = await self.cache.lookup(ctx, req) if self.cache is not None else Lookup()
             if lookup.hit is not None:
-                return self._cache_hit(ctx, req, lookup)
+                return self._logged(ctx, raw, self._cache_hit(ctx, req, lookup))
             max_output = req.max_tokens or targets[0].model.max_output_length
             reservation = await self.billing.admit(ctx, targets, len(raw) // 3 + 16, max_output)
             reply: JsonReply | StreamReply
@@ -92,9 +101,13 @@ class CompletionService(Pipeline):
                 reply = await self._json(ctx, req, targets, reservation)
             if self.cache is not None:
                 reply = self.cache.keep(lookup, reply)
-            return self._admitted(ctx, reply)
+            if auto is not None:
+                reply.headers.update(selection_headers(auto))
+            return self._logged(ctx, raw, self._admitted(ctx, reply))
         except TollgateError as err:
             self._failed(ctx, reservation, model, err)
+            if self.request_log is not None:
+                self.request_log.failed(ctx, raw)
             raise
 
     async def _json(

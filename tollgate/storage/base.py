@@ -74,6 +74,41 @@ class ClassifierRecord:
     created_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class RequestLog:
+    """The bodies of one request, as far as its key's logging allows; ``expires_at`` ends its retention."""
+
+    request_id: str
+    account_id: str | None
+    key_id: str | None
+    created_at: float
+    expires_at: float | None
+    input: str | None = None
+    output: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One request for ``GET /v1/logs``: its usage row, and its bodies where they were logged."""
+
+    id: int
+    usage: UsageRow
+    input: str | None
+    output: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageTotal:
+    """Usage summed over one group (a UTC day ``YYYY-MM-DD``, a model or a key id)."""
+
+    group: str | None
+    requests: int
+    cached_requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: Decimal
+
+
 class Storage(Protocol):
     async def migrate(self) -> None: ...
     async def close(self) -> None: ...
@@ -95,13 +130,35 @@ class Storage(Protocol):
 
     async def list_usage(self, limit: int = 100) -> list[UsageRow]: ...
 
+    async def usage_totals(
+        self, account_id: str | None, since: float, until: float, by: str
+    ) -> list[UsageTotal]:
+        """Totals of rows created in ``[since, until)``, grouped ``by`` "day", "model" or "key";
+        ``account_id=None``: every account."""
+        ...
+
+    async def write_logs(self, logs: list[RequestLog]) -> None: ...
+
+    async def list_logs(
+        self, account_id: str | None, limit: int = 50, before: int | None = None
+    ) -> list[LogEntry]:
+        """Newest first; ``before``: only entries with a smaller id (the previous page's last id)."""
+        ...
+
+    async def purge_logs(self, now: float, batch: int = 1000) -> int:
+        """Delete up to ``batch`` request logs past their retention; safe to run on many workers at once
+        (rows are claimed with ``FOR UPDATE SKIP LOCKED`` where the database has it). Returns the count."""
+        ...
+
     async def save_classifier(
         self, account_id: str, name: str, definition: dict[str, Any], when: float
     ) -> ClassifierRecord:
         """Store the next version of the account's classifier ``name`` (1 for a new name)."""
         ...
 
-    async def get_classifier(self, account_id: str, name: str, version: int | None = None) -> ClassifierRecord | None:
+    async def get_classifier(
+        self, account_id: str, name: str, version: int | None = None
+    ) -> ClassifierRecord | None:
         """That version, or the latest when ``version`` is ``None``."""
         ...
 

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from tollgate.storage.base import AccountRecord, ClassifierRecord, KeyRecord, UsageRow
 from tollgate.storage.migrate import upgrade
 from tollgate.storage.money import from_units, to_units
+from tollgate.storage.sql_logs import LogQueries
 from tollgate.storage.tables import accounts, api_keys, balance_events, classifiers, usage
 
 
@@ -55,7 +56,7 @@ def _key(row: Row[Any]) -> KeyRecord:
 _USAGE_FIELDS = [c.name for c in usage.columns if c.name not in ("id", "cost_units")]
 
 
-class SqlStorage:
+class SqlStorage(LogQueries):
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")

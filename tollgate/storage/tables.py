@@ -12,6 +12,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
     false,
     true,
@@ -101,3 +102,17 @@ classifiers = Table(
     Column("created_at", Float, nullable=False),
     UniqueConstraint("account_id", "name", "version", name="uq_classifiers_account_name_version"),
 )
+
+request_logs = Table(
+    "request_logs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False, unique=True),
+    Column("account_id", String(40), nullable=True),
+    Column("key_id", String(40), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=True),
+    Column("input", Text, nullable=True),
+    Column("output", Text, nullable=True),
+)
+Index("ix_request_logs_expires", request_logs.c.expires_at)

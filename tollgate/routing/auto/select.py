@@ -1,7 +1,8 @@
 """Rank candidate models for one prompt (pure, deterministic).
 
-The prompt vector picks the nearest cluster; each candidate's quality there and its price are min-max
-normalised over the candidates, and blended: ``score = (1 - cost_bias) * quality + cost_bias * cheapness``.
+The prompt vector picks the nearest cluster; each candidate's quality there (its estimated probability of
+a correct answer, 0..1) is blended with its cheapness (1 for the cheapest candidate, 0 for the dearest,
+linear in price between): ``score = (1 - cost_bias) * quality + cost_bias * cheapness``.
 Ties go to the higher quality, then the lower price, then the model id, so the same input always gives the
 same answer.
 """
@@ -59,10 +60,9 @@ def select(profile: Profile, vector: Vectors, prices: dict[str, Decimal], cost_b
     models = sorted(prices)
     quality = [profile.scores[m][cluster] for m in models]
     cheap = [1 - v for v in _spread([float(prices[m]) for m in models])]
-    q_norm = _spread(quality)
     ranked = [
-        Choice(m, (1 - cost_bias) * qn + cost_bias * c, q, prices[m])
-        for m, q, qn, c in zip(models, quality, q_norm, cheap, strict=True)
+        Choice(m, (1 - cost_bias) * q + cost_bias * c, q, prices[m])
+        for m, q, c in zip(models, quality, cheap, strict=True)
     ]
     ranked.sort(key=lambda c: (-round(c.score, 12), -c.quality, c.price, c.model))
     return Selection(ranked[0].model, cluster, ranked, cost_bias)
