@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -84,13 +85,15 @@ def speed(emb: Embedder, n: int) -> list[str]:
     batch = (texts * (n // len(texts) + 1))[:n]
     labels = label_vectors(emb, sorted({r["label"] for r in load("support")}), "support ticket", {})
     one = texts[:50]
-    t0 = time.perf_counter()
-    for text in one:
-        scoring.single_label(emb.encode([text]), labels)
-    single_rate = len(one) / (time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    scoring.single_label(emb.encode(batch), labels)
-    batch_rate = n / (time.perf_counter() - t0)
+    single_rate = batch_rate = 0.0
+    for _ in range(3):  # best of three: the machine is shared
+        t0 = time.perf_counter()
+        for text in one:
+            scoring.single_label(emb.encode([text]), labels)
+        single_rate = max(single_rate, len(one) / (time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        scoring.single_label(emb.encode(batch), labels)
+        batch_rate = max(batch_rate, n / (time.perf_counter() - t0))
     return [
         f"one text per call: {single_rate:7.1f} texts/s",
         f"model batches    : {batch_rate:7.1f} texts/s ({n} texts, batch size 32)",
@@ -132,7 +135,8 @@ def main() -> None:
     emb = get_embedder()
     t0 = time.perf_counter()
     emb.load()
-    print(f"model load: {time.perf_counter() - t0:.1f} s")
+    load = os.getloadavg()[0]
+    print(f"model load: {time.perf_counter() - t0:.1f} s; load average {load:.1f} on {os.cpu_count()} cores")
     for line in quality(emb):
         print(line)
     for line in speed(emb, args.batch_texts):

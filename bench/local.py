@@ -6,7 +6,7 @@
 2. Through Tollgate: a gateway process on a config with the local chat model and local embeddings, streamed
    over HTTP (SSE) by an aiohttp client, the same prompt, greedy sampling.
 For both: first-token latency (p50) and decode speed (completion tokens / time from first to last token), in
-the same run, one after the other (never concurrently: they would share the cores). Then the gateway's RSS
+the same run, runs alternating (never concurrent: they would share the cores). Then the gateway's RSS
 after it served a chat request and an embeddings request (both local models loaded), and idle before.
 """
 
@@ -48,29 +48,21 @@ def summarize(name: str, runs: list[tuple[float, float, int]]) -> tuple[float, f
     return ttft, speed
 
 
-def bare(runs: int, max_tokens: int) -> list[tuple[float, float, int]]:
-    from llama_cpp import Llama
-
-    from tollgate.local.bundled import chat_model_path
-
-    llm = Llama(model_path=str(chat_model_path()), n_ctx=2048, verbose=False)
-    out = []
-    for _ in range(runs + 1):
-        start = time.perf_counter()
-        first = last = 0.0
-        count = 0
-        for chunk in llm.create_chat_completion(
-            messages=MESSAGES, max_tokens=max_tokens, temperature=0, stream=True
-        ):
-            if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
-                last = time.perf_counter()
-                first = first or last
-                count += 1
-        out.append((first - start, last - first, count - 1))
-    return out[1:]  # the first run warms the model up, as the gateway's first request loads it
+def bare_run(llm: Any, max_tokens: int) -> tuple[float, float, int]:
+    start = time.perf_counter()
+    first = last = 0.0
+    count = 0
+    for chunk in llm.create_chat_completion(
+        messages=MESSAGES, max_tokens=max_tokens, temperature=0, stream=True
+    ):
+        if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+            last = time.perf_counter()
+            first = first or last
+            count += 1
+    return first - start, last - first, count - 1
 
 
-async def through_gateway(url: str, key: str, runs: int, max_tokens: int) -> list[tuple[float, float, int]]:
+async def gateway_run(url: str, key: str, max_tokens: int) -> tuple[float, float, int]:
     body = {
         "model": "local/smollm2-135m-instruct",
         "messages": MESSAGES,
@@ -80,24 +72,21 @@ async def through_gateway(url: str, key: str, runs: int, max_tokens: int) -> lis
     }
     # no-store: greedy requests are cacheable, and a cache hit would measure the cache, not the model.
     headers = {"Authorization": f"Bearer {key}", "Cache-Control": "no-store"}
-    out = []
+    start = time.perf_counter()
+    first = last = 0.0
+    completion = 0
     async with aiohttp.ClientSession() as session:
-        for _ in range(runs + 1):
-            start = time.perf_counter()
-            first = last = 0.0
-            completion = 0
-            async with session.post(url + "/v1/chat/completions", json=body, headers=headers) as resp:
-                async for line in resp.content:
-                    if not line.startswith(b"data: {"):
-                        continue
-                    chunk = json.loads(line[6:])
-                    if chunk.get("usage"):
-                        completion = chunk["usage"]["completion_tokens"]
-                    elif chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
-                        last = time.perf_counter()
-                        first = first or last
-            out.append((first - start, last - first, completion - 1))
-    return out[1:]
+        async with session.post(url + "/v1/chat/completions", json=body, headers=headers) as resp:
+            async for line in resp.content:
+                if not line.startswith(b"data: {"):
+                    continue
+                chunk = json.loads(line[6:])
+                if chunk.get("usage"):
+                    completion = chunk["usage"]["completion_tokens"]
+                elif chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                    last = time.perf_counter()
+                    first = first or last
+    return first - start, last - first, completion - 1
 
 
 async def embed(url: str, key: str) -> None:
@@ -152,12 +141,25 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=128)
     args = parser.parse_args()
 
-    bare_runs = bare(args.runs, args.max_tokens)
+    from llama_cpp import Llama
+
+    from tollgate.local.bundled import chat_model_path
+
+    llm = Llama(model_path=str(chat_model_path()), n_ctx=2048, verbose=False)
+    bare_runs: list[tuple[float, float, int]] = []
+    gw_runs: list[tuple[float, float, int]] = []
     with tempfile.TemporaryDirectory() as tmp:
         proc, url, key = start_gateway(Path(tmp))
         try:
             idle = rss_mb(proc.pid)
-            gw_runs = asyncio.run(through_gateway(url, key, args.runs, args.max_tokens))
+            # Alternate bare and gateway runs so that a busy machine slows both alike; the first of each
+            # warms up (the gateway loads its model on its first request).
+            for i in range(args.runs + 1):
+                b = bare_run(llm, args.max_tokens)
+                g = asyncio.run(gateway_run(url, key, args.max_tokens))
+                if i:
+                    bare_runs.append(b)
+                    gw_runs.append(g)
             chat_rss = rss_mb(proc.pid)
             started = time.perf_counter()
             asyncio.run(embed(url, key))

@@ -380,3 +380,24 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_directory_instead_of_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(str(tmp_path), {})
+
+
+# classification -----------------------------------------------------------------------------------------
+
+
+def test_classification_defaults_to_the_local_backend_with_prices_by_priority() -> None:
+    cfg = parse_config(MINIMAL, SOURCE, {}).classification
+    assert cfg.backend == "local" and cfg.llm_model is None
+    assert (cfg.prices.fast, cfg.prices.standard, cfg.prices.batch) == (
+        Decimal("0.0000002"),
+        Decimal("0.0000001"),
+        Decimal("0.00000005"),
+    )
+
+
+def test_classification_llm_backend_needs_a_declared_model() -> None:
+    cfg = parse_config(MINIMAL + "classification: {backend: llm, llm_model: m1}\n", SOURCE, {}).classification
+    assert cfg.backend == "llm" and cfg.llm_model == "m1"
+    assert "llm_model: the llm backend needs a model id" in config_error(MINIMAL + "classification: {backend: llm}\n")
+    message = config_error(MINIMAL + "classification: {llm_model: nope}\n")
+    assert "classification.llm_model: 'nope' is not a declared model" in message

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 
 from tollgate.accounts.backends import open_account_state
 from tollgate.accounts.keys import Authenticator
+from tollgate.accounts.retention import RetentionPurger
 from tollgate.accounts.usage import UsageWriter
 from tollgate.api.asgi import GatewayApp
 from tollgate.api.errors import handle_http_exception, handle_tollgate_error, handle_unexpected
@@ -27,6 +28,7 @@ from tollgate.services.cache import open_cache
 from tollgate.services.classification import ClassificationService
 from tollgate.services.completions import CompletionService
 from tollgate.services.embeddings import EmbeddingsService
+from tollgate.services.request_log import RequestLogger
 from tollgate.settings import Settings
 from tollgate.storage import Storage, open_storage
 from tollgate.tokens import warm_up
@@ -67,12 +69,15 @@ def create_app(settings: Settings, storage: Storage | None = None) -> GatewayApp
         router.auto = load_auto_router(routing.auto_profile, catalog, routing.auto_cost_bias)
         app.state.completions = CompletionService(router, auth, billing, server.upstream_timeout)
         cache = app.state.completions.cache = open_cache(server, shared.redis)
+        app.state.completions.request_log = RequestLogger(writer, server.log_retention_days)
+        purger = app.state.purger = RetentionPurger(store, server.log_purge_interval)
         app.state.embeddings = EmbeddingsService(router, auth, billing, server.upstream_timeout)
         app.state.classification = ClassificationService(
             router, app.state.completions, store, settings.config.classification, get_embedder()
         )
         await asyncio.to_thread(warm_up)
         writer.start()
+        purger.start()
         log.info(
             "tollgate ready: %d models, %d providers, config %s",
             len(catalog.models),
@@ -82,6 +87,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> GatewayApp
         try:
             yield
         finally:
+            await purger.stop()
             await writer.stop()
             await cache.close()
             await shared.close()

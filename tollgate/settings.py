@@ -261,8 +261,6 @@ class ClassificationConfig(_Strict):
     backend: Literal["local", "llm"] = "local"
     llm_model: str | None = None
     prices: ClassificationPrices = Field(default_factory=ClassificationPrices)
-    cache_size: int = Field(default=10_000, ge=0, description="results kept by the in-process cache")
-    cache_ttl: float = Field(default=3600.0, ge=0, description="seconds a cached result is served")
 
     @model_validator(mode="after")
     def _llm_needs_model(self) -> ClassificationConfig:

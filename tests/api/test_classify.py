@@ -6,7 +6,6 @@ needs it; validation cases never load it.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.documents import docx_bytes
 from tests.support.gateway import PRICES, Gateway, gateway_config
 from tollgate.api.errors import DOCS_URL
 from tollgate.simulator import SimServer
@@ -43,6 +43,13 @@ def validation_body(message: str, field: str) -> dict[str, Any]:
 # validation ---------------------------------------------------------------------------------------------
 
 VALID = {"text": "hello", "labels": ["a", "b"]}
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory, sim: SimServer) -> Iterator[tuple[Gateway, str]]:
+    """One gateway and key for the validation matrix (nothing there reaches the model or the cache)."""
+    with Gateway(tmp_path_factory.mktemp("classify-validation"), sim.base_url) as gw:
+        yield gw, gw.create_key()
 
 
 @pytest.mark.parametrize(
@@ -93,9 +100,9 @@ VALID = {"text": "hello", "labels": ["a", "b"]}
     ],
 )
 def test_invalid_fields_are_422_with_the_field_named(
-    gateway: Gateway, path: str, body: dict[str, Any], field: str, message: str | None
+    shared: tuple[Gateway, str], path: str, body: dict[str, Any], field: str, message: str | None
 ) -> None:
-    key = gateway.create_key()
+    gateway, key = shared
     with client(gateway, key) as c:
         r = c.post(path, json=body)
     assert r.status_code == 422, r.text
@@ -264,20 +271,6 @@ def test_saving_a_classifier_validates_it(gateway: Gateway) -> None:
 # files --------------------------------------------------------------------------------------------------
 
 
-def docx_bytes(*pages: str) -> bytes:
-    import docx
-    from docx.enum.text import WD_BREAK
-
-    document = docx.Document()
-    for i, text in enumerate(pages):
-        paragraph = document.add_paragraph(text)
-        if i < len(pages) - 1:
-            paragraph.add_run().add_break(WD_BREAK.PAGE)
-    out = io.BytesIO()
-    document.save(out)
-    return out.getvalue()
-
-
 def test_a_docx_file_is_classified_from_its_text(gateway: Gateway) -> None:
     import base64
 
@@ -322,6 +315,7 @@ def test_the_llm_backend_asks_the_chat_model_with_the_labels_as_an_enum(llm_gate
     schema = sent["body"]["response_format"]["json_schema"]["schema"]
     assert schema["properties"]["label"]["enum"] == ["billing", "shipping"]
     assert sent["body"]["messages"][1]["content"] == CHARGED_TWICE
+    assert "cache" not in sent["body"], "the chat cache is told to stay out, and drops the field"
     [row] = llm_gateway.usage_rows(expect=1)
     assert (row.endpoint, row.provider, row.model, row.status) == ("classify", "sim", "sim-classifier", 200)
     assert got["tokens"] == row.prompt_tokens + row.completion_tokens and row.cost > 0

@@ -24,6 +24,7 @@ import yaml
 from tests.support.gateway import PRICES, Gateway
 from tests.support.servers import ServerThread
 from tollgate.app import create_app
+from tollgate.local.bundled import installed
 from tollgate.settings import load_settings
 
 pytest.importorskip("llama_cpp")
@@ -170,7 +171,8 @@ def test_in_process_model_answers_json_and_streams_with_exact_usage(real: RealGa
 
 
 def test_local_embeddings_through_the_sdk(real: RealGateway) -> None:
-    pytest.importorskip("sentence_transformers")
+    if not installed("sentence_transformers"):
+        pytest.skip("the [local] extra is not installed")
     client = real.client(real.create_key(balance="0"))
     resp = client.embeddings.create(model=EMBED, input=["hello world", "foo"])  # the SDK asks for base64
     assert [len(d.embedding) for d in resp.data] == [384, 384]
@@ -185,3 +187,25 @@ def test_local_embeddings_through_the_sdk(real: RealGateway) -> None:
         ("embeddings", 200, 7, False),
         ("embeddings", 200, 4, False),
     ]
+
+
+def test_a_client_leaving_a_local_stream_stops_the_model_and_is_billed_exactly(real: RealGateway) -> None:
+    from tollgate.local.bundled import chat_model_path
+    from tollgate.providers.local.engine import get_engine
+
+    client = real.client(real.create_key(balance="0"))
+    stream = client.chat.completions.create(
+        model=LOCAL, messages=MSGS, max_tokens=400, temperature=0.9, stream=True
+    )
+    for i, _chunk in enumerate(stream):
+        if i == 3:
+            break
+    stream.close()
+    (row,) = real.usage_rows(expect=1)
+    assert row.status == 499 and row.error_code == "CLIENT_DISCONNECTED"
+    assert not row.estimated and row.prompt_tokens > 0 and 0 < row.completion_tokens < 400
+    engine = get_engine(str(chat_model_path()), 512)
+    deadline = time.monotonic() + 5
+    while engine.pending and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert engine.pending == 0, "the generation stopped with the client"

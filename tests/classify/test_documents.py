@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import io
+import struct
+import zlib
 
 import pytest
-from pypdf import PdfWriter
 
-from tests.api.test_classify import docx_bytes
-from tollgate.classify.documents import MAX_PAGES, extract_pages
+from tests.support.documents import docx_bytes, pdf_bytes
+from tollgate.classify.documents import MAX_PAGES, extract_pages, render_pdf
 from tollgate.classify.request import UnprocessableError
 
 
 def blank_pdf(pages: int, password: str | None = None) -> bytes:
-    writer = PdfWriter()
-    for _ in range(pages):
-        writer.add_blank_page(width=200, height=200)
-    if password:
-        writer.encrypt(password)
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
+    return pdf_bytes(*[""] * pages, password=password)
 
 
 def refusal(data: bytes) -> str:
@@ -55,3 +48,25 @@ def test_corrupt_and_unknown_files_are_refused() -> None:
     assert refusal(b"%PDF-1.7 garbage") == "The file is not a readable PDF (it may be corrupt)"
     assert refusal(b"PK\x03\x04 not a zip").startswith("The file is not a readable DOCX document")
     assert refusal(b"hello") == "The file must be a PDF or a DOCX document"
+
+
+def test_pdf_pages_give_their_text() -> None:
+    assert extract_pages(pdf_bytes("Refund (twice) please", "", "page three")) == [
+        "Refund (twice) please",
+        "",
+        "page three",
+    ]
+
+
+def test_pdf_pages_render_to_png_images() -> None:
+    images = render_pdf(pdf_bytes("one", "two"), scale=1.0)
+    assert len(images) == 2
+    for image in images:
+        assert image.startswith(b"\x89PNG\r\n\x1a\n")
+        length, tag = struct.unpack(">I4s", image[8:16])
+        width, height = struct.unpack(">II", image[16:24])
+        assert (tag, length, width, height) == (b"IHDR", 13, 300, 200)
+        idat = image.index(b"IDAT")
+        (size,) = struct.unpack(">I", image[idat - 4 : idat])
+        raw = zlib.decompress(image[idat + 4 : idat + 4 + size])
+        assert len(raw) == height * (1 + width * 3), "one filter byte and RGB pixels per row"

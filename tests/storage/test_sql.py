@@ -24,6 +24,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.exc import IntegrityError
 
 from tollgate.storage import KeyRecord, SqlStorage, UsageRow, open_storage
+from tollgate.storage.base import RequestLog
 from tollgate.storage.migrate import alembic_config
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
@@ -87,7 +88,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-TABLES_CHILDREN_FIRST = ("classifiers", "usage", "balance_events", "api_keys", "accounts")
+TABLES_CHILDREN_FIRST = ("request_logs", "classifiers", "usage", "balance_events", "api_keys", "accounts")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -450,5 +451,81 @@ async def test_list_classifiers_gives_the_latest_of_each_name(store: SqlStorage)
 
 async def test_concurrent_saves_get_distinct_versions(store: SqlStorage) -> None:
     acct = await store.ensure_account("busy")
-    saved = await asyncio.gather(*(store.save_classifier(acct.id, "race", DEFINITION, float(i)) for i in range(4)))
+    saved = await asyncio.gather(
+        *(store.save_classifier(acct.id, "race", DEFINITION, float(i)) for i in range(4))
+    )
     assert sorted(c.version for c in saved) == [1, 2, 3, 4]
+
+
+# usage totals, request logs, retention (sql_logs.py) ---------------------------------------------------------
+
+DAY = 86_400
+T0 = 1_700_006_400.0  # 2023-11-15 00:00:00 UTC
+
+
+async def test_usage_totals_group_by_day_model_and_key_within_the_range(store: SqlStorage) -> None:
+    a = await store.ensure_account("a")
+    b = await store.ensure_account("b")
+    rows = [
+        usage_row(
+            account_id=a.id, key_id="k1", model="m1", created_at=T0 + 10, prompt_tokens=5, cost=Decimal("0.1")
+        ),
+        usage_row(account_id=a.id, key_id="k2", model="m2", created_at=T0 + DAY - 1, completion_tokens=7),
+        usage_row(account_id=a.id, key_id="k1", model="m1", created_at=T0 + DAY + 5, cached=True),
+        usage_row(account_id=a.id, key_id="k1", model="m1", created_at=T0 + 5 * DAY),  # outside the range
+        usage_row(account_id=b.id, key_id="k3", model="m1", created_at=T0 + 20, prompt_tokens=100),
+    ]
+    await store.write_usage(rows)
+    by_day = await store.usage_totals(a.id, T0, T0 + 2 * DAY, "day")
+    assert [(t.group, t.requests, t.cached_requests) for t in by_day] == [
+        ("2023-11-15", 2, 0),
+        ("2023-11-16", 1, 1),
+    ]
+    assert (by_day[0].prompt_tokens, by_day[0].completion_tokens, by_day[0].cost) == (5, 7, Decimal("0.1"))
+    by_model = await store.usage_totals(a.id, T0, T0 + 2 * DAY, "model")
+    assert [(t.group, t.requests) for t in by_model] == [("m1", 2), ("m2", 1)]
+    by_key = await store.usage_totals(None, T0, T0 + 2 * DAY, "key")
+    assert [(t.group, t.requests) for t in by_key] == [("k1", 2), ("k2", 1), ("k3", 1)]
+
+
+async def test_logs_join_usage_rows_with_their_bodies_newest_first(store: SqlStorage) -> None:
+    a = await store.ensure_account("a")
+    b = await store.ensure_account("b")
+    rows = [usage_row(account_id=a.id, request_id=f"req_{i}", created_at=T0 + i) for i in range(5)]
+    await store.write_usage([*rows, usage_row(account_id=b.id, request_id="req_b")])
+    await store.write_logs([RequestLog("req_3", a.id, "k", T0 + 3, None, input="in", output="out")])
+    page = await store.list_logs(a.id, limit=3)
+    assert [e.usage.request_id for e in page] == ["req_4", "req_3", "req_2"]
+    assert (page[1].input, page[1].output) == ("in", "out")
+    assert (page[0].input, page[0].output) == (None, None)
+    rest = await store.list_logs(a.id, limit=3, before=page[-1].id)
+    assert [e.usage.request_id for e in rest] == ["req_1", "req_0"]
+    assert len(await store.list_logs(None, limit=100)) == 6
+
+
+async def test_purge_deletes_only_expired_logs_in_batches(store: SqlStorage) -> None:
+    logs = [RequestLog(f"req_{i}", None, None, T0, T0 + i, input="x") for i in range(5)]
+    keep = RequestLog("req_forever", None, None, T0, None, input="kept")
+    await store.write_logs([*logs, keep])
+    assert await store.purge_logs(T0 + 2, batch=2) == 2
+    assert await store.purge_logs(T0 + 2, batch=2) == 1
+    assert await store.purge_logs(T0 + 2, batch=2) == 0
+    assert await count(store, "request_logs") == 3
+
+
+async def test_concurrent_purges_delete_every_row_exactly_once(store: SqlStorage) -> None:
+    await store.write_logs([RequestLog(f"req_{i}", None, None, T0, T0, input="x") for i in range(200)])
+    other = open_storage(store.url)
+    try:
+
+        async def drain(s: SqlStorage) -> int:
+            total = 0
+            while n := await s.purge_logs(T0 + 1, batch=10):
+                total += n
+            return total
+
+        results = await asyncio.gather(*(drain(s) for s in [store, other] * 3))
+    finally:
+        await other.close()
+    assert sum(results) == 200
+    assert await count(store, "request_logs") == 0

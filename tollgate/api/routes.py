@@ -13,6 +13,7 @@ from tollgate.api.classify import (
 )
 from tollgate.api.embeddings import create_embeddings
 from tollgate.api.health import healthz
+from tollgate.api.management import create_key, get_balance, get_logs, get_usage, list_keys, revoke_key
 from tollgate.api.messages import create_message
 from tollgate.api.models import get_model, list_models
 from tollgate.api.responses import create_response
@@ -24,6 +25,12 @@ def routes() -> list[BaseRoute]:
     for prefix in ("/v1", "/api/v1"):
         table += [
             Route(f"{prefix}/models", list_models, methods=["GET"]),
+            Route(f"{prefix}/keys", list_keys, methods=["GET"]),
+            Route(f"{prefix}/keys", create_key, methods=["POST"]),
+            Route(f"{prefix}/keys/{{key_id}}", revoke_key, methods=["DELETE"]),
+            Route(f"{prefix}/balance", get_balance, methods=["GET"]),
+            Route(f"{prefix}/usage", get_usage, methods=["GET"]),
+            Route(f"{prefix}/logs", get_logs, methods=["GET"]),
             Route(f"{prefix}/models/{{model_id:path}}", get_model, methods=["GET"]),
             Route(f"{prefix}/messages", create_message, methods=["POST"]),
             Route(f"{prefix}/responses", create_response, methods=["POST"]),

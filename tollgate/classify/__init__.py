@@ -6,7 +6,7 @@
 - ``calibration``: fitting the temperature (single label) and Platt constants (multi-label).
 - ``llm``: the chat request an LLM backend answers, and reading its label and confidence back.
 - ``documents``: PDF / DOCX text extraction per page.
-- ``cache``: the small in-process response cache and its key.
+- ``cache``: the cache key of a request (the entries live in the gateway's response cache).
 
 Nothing here does network I/O or knows about HTTP; ``services/classification.py`` runs the pipeline.
 """

@@ -9,8 +9,8 @@ label's own tokens: ``exp(Σ logprob)`` over the tokens that spell the label val
 first of them carries nearly all the uncertainty, since the schema fixes the rest). For a tag it is the
 probability of ``true`` at that label's boolean token (``1 − p(false)`` when ``false`` was chosen). Without
 log-probabilities (an upstream that does not return them), single-label confidence falls back to the
-model's own ``confidence`` field (a verbalised confidence, clipped to 0–1), and tags fall back to 0.9 for a
-chosen label and 0.1 for a rejected one — documented guesses, not calibrated probabilities.
+model's own ``confidence`` field (a verbalised confidence, clipped to 0–1; 0.9 when it gave none), and tags fall
+back to 0.9 for a chosen label and 0.1 for a rejected one — documented guesses, not calibrated probabilities.
 """
 
 from __future__ import annotations
@@ -89,6 +89,8 @@ def chat_body(model: str, spec: Spec, text: str, images: list[str]) -> dict[str,
         "response_format": response_schema(spec),
         "temperature": 0,
         "logprobs": True,
+        # The classification result is cached by the classification service; not the chat answer again.
+        "cache": False,
         "max_tokens": MAX_OUTPUT_TOKENS,
     }
 

@@ -9,12 +9,15 @@ Two backends, chosen per saved classifier or by the operator's default (``classi
 - ``llm``: the configured chat model through ``CompletionService.handle``, so routing, fallbacks, rate limits
   and billing are exactly chat's (one usage row per model call; a batch makes one call per text).
 
-Cache hits cost nothing, leave a usage row marked cached, and skip rate limiting.
+Results are cached in the gateway's response cache (``services/cache.py``: in-process LRU, or Redis when
+configured; TTL by the key's tier) under a key of the normalised request (``classify/cache.py``). Cache hits
+cost nothing, leave a usage row marked cached, and skip rate limiting.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import time
 from collections import OrderedDict
@@ -26,8 +29,8 @@ import orjson
 
 from tollgate.accounts.balances import Reservation
 from tollgate.classify import llm, scoring
-from tollgate.classify.cache import ResultCache, cache_key
-from tollgate.classify.documents import extract_pages
+from tollgate.classify.cache import cache_key
+from tollgate.classify.documents import PDF_MAGIC, extract_pages, render_pdf
 from tollgate.classify.prompts import label_prompts
 from tollgate.classify.request import (
     ClassifyRequest,
@@ -43,11 +46,13 @@ from tollgate.local.bundled import MissingLocalModel
 from tollgate.local.embedder import MODEL_NAME, Embedder, Vectors
 from tollgate.providers.usage import Usage
 from tollgate.routing.router import Router
+from tollgate.services.cache import Entry, ResponseCache
 from tollgate.services.completions import CompletionService, parse_json
 from tollgate.services.context import JsonReply, RequestContext
 from tollgate.services.pipeline import Pipeline
 from tollgate.settings import ClassificationConfig, Pricing
 from tollgate.storage.base import ClassifierRecord, Storage
+from tollgate.tokens import count_messages
 
 LLM_CONCURRENCY = 8
 LABEL_CACHE_SIZE = 256
@@ -59,6 +64,7 @@ class Item:
 
     result: dict[str, Any] = field(default_factory=dict)
     tokens: int = 0
+    visual_tokens: int = 0
     error: dict[str, str] | None = None
     hit: bool = False
     age: float = 0.0
@@ -88,7 +94,6 @@ class ClassificationService(Pipeline):
         self.storage = storage
         self.config = config
         self.embedder = embedder
-        self.cache = ResultCache(config.cache_size, config.cache_ttl)
         self._label_vectors: OrderedDict[str, Vectors] = OrderedDict()
 
     # saved classifiers ------------------------------------------------------------------------------------
@@ -134,18 +139,21 @@ class ClassificationService(Pipeline):
             if backend == "llm" and not self.config.llm_model:
                 raise UpstreamUnavailableError("This server has no LLM classification model configured")
             texts = await self._texts(req)
+            images = await self._images(req, backend)
             keys = [self._key(ctx, backend, spec, t, req) for t in texts]
             items: list[Item | None] = [None] * len(texts)
             for i, message in req.item_errors.items():
                 items[i] = Item(error={"code": "VALIDATION_ERROR", "message": message})
-            if req.cache:
+            cache = self._cache(ctx) if req.cache else None
+            if cache is not None:
                 for i, key in enumerate(keys):
-                    if items[i] is None and (found := self.cache.get(key)) is not None:
-                        items[i] = Item(result=found[0], hit=True, age=found[1])
+                    if items[i] is None and (entry := await cache.store.get(key)) is not None:
+                        age = max(0.0, time.time() - entry.created_at)
+                        items[i] = Item(result=orjson.loads(entry.body), hit=True, age=age)
             todo = [i for i, item in enumerate(items) if item is None]
             if todo and backend == "llm":
                 settled = True  # every model call leaves its own row
-                done = await self._llm(ctx, spec, [texts[i] for i in todo], req.images)
+                done = await self._llm(ctx, spec, [texts[i] for i in todo], images)
             elif todo:
                 done = await self._local(ctx, req, spec, [texts[i] for i in todo], held)
                 settled = True
@@ -153,8 +161,9 @@ class ClassificationService(Pipeline):
                 done = []
             for i, item in zip(todo, done, strict=True):
                 items[i] = item
-                if item.error is None:
-                    self.cache.put(keys[i], item.result)
+                if item.error is None and cache is not None:
+                    entry = Entry(time.time(), False, orjson.dumps(item.result))
+                    await cache.store.put(keys[i], entry, cache.ttl_for(ctx.principal))
             final = [item for item in items if item is not None]
             if not todo and not settled:
                 # Served wholly from the cache: free, not rate limited, one row marked cached.
@@ -184,15 +193,37 @@ class ClassificationService(Pipeline):
         pages = await asyncio.to_thread(extract_pages, req.file)
         return ["\n\n".join([*req.texts, *(p for p in pages if p)])]
 
+    async def _images(self, req: ClassifyRequest, backend: str) -> list[str]:
+        """The request's images, plus each page of a PDF when the LLM backend's model takes images."""
+        images = list(req.images)
+        if req.file is not None and req.file.startswith(PDF_MAGIC) and backend == "llm" and self._vision():
+            pages = await asyncio.to_thread(render_pdf, req.file)
+            images += ["data:image/png;base64," + base64.b64encode(p).decode() for p in pages]
+        return images
+
+    def _vision(self) -> bool:
+        model = self.router.catalog.models.get(self.config.llm_model or "")
+        return model is not None and "image" in model.input_modalities
+
+    def _cache(self, ctx: RequestContext) -> ResponseCache | None:
+        """The gateway's response cache (in-process, or Redis shared by replicas), when this key may use it."""
+        cache = self.completions.cache
+        principal = ctx.principal
+        if cache is None or not cache.enabled or principal is None or not principal.cache:
+            return None
+        return cache
+
     def _key(self, ctx: RequestContext, backend: str, spec: Spec, text: str, req: ClassifyRequest) -> str:
         assert ctx.principal is not None
         return cache_key(
             {
+                "kind": "classification",
                 "account": ctx.principal.account_id,
                 "backend": backend,
                 "spec": spec.to_json(),
                 "text": text,
                 "images": req.images,
+                "file": hashlib.sha256(req.file).hexdigest() if req.file is not None else None,
             }
         )
 
@@ -247,7 +278,11 @@ class ClassificationService(Pipeline):
     @staticmethod
     def _multi(spec: Spec, row: np.ndarray[Any, Any]) -> dict[str, Any]:
         chosen = sorted(
-            ((scoring.confidence(p), label) for label, p in zip(spec.labels, row, strict=True) if p >= spec.threshold),
+            (
+                (scoring.confidence(p), label)
+                for label, p in zip(spec.labels, row, strict=True)
+                if p >= spec.threshold
+            ),
             key=lambda c: -c[0],
         )
         return {"labels": [{"label": label, "confidence": conf} for conf, label in chosen]}
@@ -307,12 +342,21 @@ class ClassificationService(Pipeline):
             data = orjson.loads(reply.body)
             usage = data.get("usage") or {}
             tokens = int(usage.get("total_tokens") or 0)
+            # Upstreams report one prompt count: what the text alone does not explain is the images' (an estimate).
+            text_tokens = count_messages(orjson.loads(body)["messages"])
+            visual = max(0, int(usage.get("prompt_tokens") or 0) - text_tokens) if images else 0
             if spec.mode == "single":
                 label, p = llm.read_single(data, spec)
-                return Item(result={"label": label, "confidence": scoring.confidence(p)}, tokens=tokens)
+                return Item(
+                    result={"label": label, "confidence": scoring.confidence(p)},
+                    tokens=tokens,
+                    visual_tokens=visual,
+                )
             probs = llm.read_multi(data, spec)
             return Item(
-                result=self._multi(spec, np.array([probs[label] for label in spec.labels])), tokens=tokens
+                result=self._multi(spec, np.array([probs[label] for label in spec.labels])),
+                tokens=tokens,
+                visual_tokens=visual,
             )
 
         if len(texts) == 1:
@@ -340,7 +384,7 @@ class ClassificationService(Pipeline):
                     {
                         **(item.result if item.error is None else {}),
                         "tokens": 0 if item.hit else item.tokens,
-                        "visual_tokens": 0,
+                        "visual_tokens": 0 if item.hit else item.visual_tokens,
                         "error": item.error,
                         "cache": {"hit": item.hit},
                     }
@@ -356,7 +400,7 @@ class ClassificationService(Pipeline):
                 raise UpstreamUnavailableError(item.error["message"])
             body = {**item.result, "tokens": tokens}
             if visual:
-                body["visual_tokens"] = 0
+                body["visual_tokens"] = 0 if item.hit else item.visual_tokens
             body.update(latency_ms=latency, cached=item.hit)
             key = keys[0]
         headers = {

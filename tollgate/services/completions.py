@@ -156,6 +156,7 @@ class CompletionService(Pipeline):
         attempts = self._attempts(ctx, targets)
         async for target in attempts.targets():
             stream: ChatStream | None = None
+            began = time.perf_counter()
             try:
                 remaining = self._remaining(ctx)
                 async with asyncio.timeout(remaining):
@@ -182,6 +183,7 @@ class CompletionService(Pipeline):
                 self.router.health.released(target.key)
                 raise
             relay = StreamRelay(self, ctx, req, target, reservation, stream, frames, first, attempts.count)
+            relay.attempt_started = began
             headers = self._headers(ctx, target, attempts.count)
             return StreamReply(relay.frames(), headers, abandon=relay.abandon)
         raise final_failure(attempts.errors)
@@ -213,6 +215,7 @@ class StreamRelay:
         self._first = first
         self.attempts = attempts
         self.ttft: float | None = None
+        self.attempt_started = ctx.started  # when the attempt that serves began (health latency)
         self.settled = False
 
     async def frames(self) -> AsyncIterator[bytes]:
@@ -256,7 +259,8 @@ class StreamRelay:
         health, key = self.service.router.health, self.target.key
         if status == 200:
             took = self.ctx.elapsed_ms() - (self.ttft or 0)
-            health.succeeded(key, self.ttft or 0.0, usage.completion_tokens, took / 1000)
+            waited = (self.attempt_started - self.ctx.started) * 1000
+            health.succeeded(key, (self.ttft or 0.0) - waited, usage.completion_tokens, took / 1000)
         elif error is not None and error.retryable:
             health.failed(key)
         else:

@@ -121,6 +121,9 @@ class LogQueries:
         )
         async with self.engine.begin() as conn:
             ids = list((await conn.execute(claim)).scalars())
-            if ids:
-                await conn.execute(delete(request_logs).where(request_logs.c.id.in_(ids)))
-        return len(ids)
+            if not ids:
+                return 0
+            # Counted by what this transaction deleted: without row locks (SQLite) two purges may claim
+            # the same ids, and only one of them deletes each.
+            res = await conn.execute(delete(request_logs).where(request_logs.c.id.in_(ids)))
+        return int(res.rowcount)

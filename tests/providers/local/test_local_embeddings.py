@@ -5,18 +5,21 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-import numpy as np
-import orjson
 import pytest
 
-from tollgate.errors import UpstreamRejectedError
-from tollgate.providers.local import LocalProvider
-from tollgate.providers.local.client import EMBEDDING_MODEL
-from tollgate.settings import ProviderConfig
+from tollgate.local.bundled import installed
 
-pytest.importorskip("sentence_transformers")
+if not installed("sentence_transformers"):  # checked without importing torch at collection time
+    pytest.skip("the [local] extra is not installed", allow_module_level=True)
 
+import numpy as np  # noqa: E402
+import orjson  # noqa: E402
+
+from tollgate.errors import UpstreamRejectedError  # noqa: E402
 from tollgate.local.embedder import get_embedder  # noqa: E402
+from tollgate.providers.local import LocalProvider  # noqa: E402
+from tollgate.providers.local.client import EMBEDDING_MODEL  # noqa: E402
+from tollgate.settings import ProviderConfig  # noqa: E402
 
 
 def provider() -> LocalProvider:

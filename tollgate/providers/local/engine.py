@@ -24,6 +24,10 @@ from typing import Any
 from tollgate.errors import UpstreamUnavailableError
 
 
+class Cancelled(Exception):
+    """Raised inside the generation loop (``llama.CountingLlama``) when its request was cancelled."""
+
+
 class End:
     """The last item of a job's queue: the generation finished."""
 
@@ -95,9 +99,8 @@ class ChatEngine:
         return job
 
     def _run(self, job: Job) -> None:
-        from tollgate.providers.local.llama import Cancelled
-
         llm: Any = None
+        last: Any = None  # handed over only once this job no longer counts as pending
         try:
             if job.is_cancelled():
                 return
@@ -107,18 +110,20 @@ class ChatEngine:
             if job.kwargs.get("stream"):
                 for chunk in llm.create_chat_completion(**job.kwargs):
                     job.emit(chunk)
+                last = END
             else:
-                job.emit(llm.create_chat_completion(**job.kwargs))
-            job.emit(END)
+                last = llm.create_chat_completion(**job.kwargs)
         except Cancelled:
-            pass
+            pass  # nobody is waiting for the answer
         except Exception as exc:  # handed to the request, which maps it into the error tree
-            job.emit(exc)
+            last = exc
         finally:
             if llm is not None:
                 llm.counter = None
             with self._lock:
                 self._pending -= 1
+            if last is not None:
+                job.emit(last)
 
 
 _engines: dict[tuple[str, int], ChatEngine] = {}

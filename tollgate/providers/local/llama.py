@@ -16,12 +16,10 @@ import llama_cpp
 import llama_cpp._logger as llama_logger
 from llama_cpp import Llama
 
+from tollgate.providers.local.engine import Cancelled
+
 # llama.cpp logs every load to stderr through this logger; the gateway has its own log.
 llama_logger.logger.setLevel(logging.CRITICAL)
-
-
-class Cancelled(Exception):
-    """Raised inside the generation loop when the request it serves was cancelled."""
 
 
 class Counter(Protocol):
