@@ -104,6 +104,7 @@ class ProviderConfig(_Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     model_path: str | None = None
     n_ctx: int = Field(default=2048, gt=0)
+    responses_api: bool | None = None  # serves /responses natively; None: as the preset says (kind openai)
 
     @field_validator("preset")
     @classmethod

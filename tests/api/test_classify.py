@@ -6,6 +6,7 @@ needs it; validation cases never load it.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.documents import docx_bytes
+from tests.support.documents import docx_bytes, pdf_bytes
 from tests.support.gateway import PRICES, Gateway, gateway_config
 from tollgate.api.errors import DOCS_URL
 from tollgate.simulator import SimServer
@@ -272,8 +273,6 @@ def test_saving_a_classifier_validates_it(gateway: Gateway) -> None:
 
 
 def test_a_docx_file_is_classified_from_its_text(gateway: Gateway) -> None:
-    import base64
-
     key = gateway.create_key()
     data = base64.b64encode(docx_bytes("Invoice dispute", CHARGED_TWICE)).decode()
     with client(gateway, key) as c:
@@ -282,6 +281,20 @@ def test_a_docx_file_is_classified_from_its_text(gateway: Gateway) -> None:
     assert r.status_code == 200, r.text
     assert r.json()["label"] == "billing" and r.json()["visual_tokens"] == 0
     assert bad.status_code == 422 and bad.json()["details"] == {"field": "file"}
+
+
+def test_a_pdf_file_is_classified_from_its_text_and_refused_when_unreadable(gateway: Gateway) -> None:
+    key = gateway.create_key()
+    pdf = base64.b64encode(pdf_bytes("Where is my parcel? It never arrived.")).decode()
+    encrypted = base64.b64encode(pdf_bytes("secret", password="pw")).decode()
+    blank = base64.b64encode(pdf_bytes("")).decode()
+    body = {"labels": TICKET_LABELS, "text_type": "support ticket"}
+    with client(gateway, key) as c:
+        r = c.post("/classify", json={**body, "file": pdf})
+        refused = [c.post("/classify", json={**body, "file": f}).json()["message"] for f in (encrypted, blank)]
+    assert r.status_code == 200, r.text
+    assert r.json()["label"] == "shipping"
+    assert refused == ["The PDF is encrypted; send an unencrypted copy", "The document has no extractable text"]
 
 
 # the LLM backend ----------------------------------------------------------------------------------------
@@ -295,6 +308,7 @@ def llm_gateway(tmp_path: Path, sim: SimServer) -> Iterator[Gateway]:
             "id": "sim-classifier",
             "pricing": PRICES,
             "max_output_length": 2048,
+            "input_modalities": ["text", "image"],
             "deployments": [{"provider": "sim", "model": 'upstream-small@reply={"label":"billing"}'}],
         }
     ]
@@ -332,3 +346,35 @@ def test_an_llm_batch_makes_one_billed_call_per_text(llm_gateway: Gateway) -> No
     rows = llm_gateway.usage_rows(expect=2)
     request_id = r.headers["x-request-id"]
     assert sorted(row.request_id for row in rows) == [f"{request_id}-0", f"{request_id}-1"]
+
+
+def test_a_pdf_goes_to_a_vision_model_as_text_and_page_images(llm_gateway: Gateway, sim: SimServer) -> None:
+    key = llm_gateway.create_key()
+    sim.clear()
+    pdf = base64.b64encode(pdf_bytes("Invoice 1", "Invoice 2")).decode()
+    with client(llm_gateway, key) as c:
+        r = c.post("/classify", json={"file": pdf, "labels": ["billing", "shipping"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["label"] == "billing" and "visual_tokens" in r.json()
+    [sent] = [x for x in sim.requests() if x["path"].endswith("/chat/completions")]
+    parts = sent["body"]["messages"][1]["content"]
+    assert parts[0] == {"type": "text", "text": "Invoice 1\n\nInvoice 2"}
+    urls = [p["image_url"]["url"] for p in parts[1:]]
+    assert len(urls) == 2 and all(u.startswith("data:image/png;base64,iVBORw0KGgo") for u in urls)
+
+
+def test_rate_limits_apply_to_classification_but_not_to_cache_hits(gateway: Gateway) -> None:
+    key = gateway.create_key(rpm=2)
+    body = {"text": CHARGED_TWICE, "labels": TICKET_LABELS}
+    with client(gateway, key) as c:
+        first = c.post("/classify", json=body)
+        hits = [c.post("/classify", json=body) for _ in range(3)]
+        second = c.post("/classify", json={**body, "text": "Where is my parcel?"})
+        refused = c.post("/classify", json={**body, "text": "The app crashes."})
+    assert first.status_code == 200, first.text
+    assert first.headers["x-ratelimit-limit-requests"] == "2"
+    assert first.headers["x-ratelimit-remaining-requests"] == "1"
+    assert [h.headers["x-cache"] for h in hits] == ["HIT"] * 3
+    assert second.status_code == 200 and second.headers["x-ratelimit-remaining-requests"] == "0"
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"] == "rate-limit-exceeded" and "retry-after" in refused.headers

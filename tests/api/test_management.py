@@ -195,3 +195,17 @@ def test_admin_key_sees_every_account_and_must_name_one_to_act(gw: Gateway) -> N
     assert made.status_code == 201
     assert call(gw, "GET", "/balance", ADMIN, params={"account": "two"}).json()["account"] == "two"
     assert call(gw, "GET", "/balance", ADMIN, params={"account": "nobody"}).status_code == 404
+
+
+def test_allowed_models_are_enforced_and_priority_is_kept(gw: Gateway) -> None:
+    owner = gw.create_key()
+    made = call(gw, "POST", "/keys", owner, json={"allowed_models": ["sim-fallback"], "priority": "high"})
+    assert made.status_code == 201
+    body = made.json()
+    assert body["allowed_models"] == ["sim-fallback"] and body["priority"] == "high"
+    refused = chat(gw, body["key"], temperature=0)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "PERMISSION_DENIED"
+    assert chat(gw, owner, temperature=0).status_code == 200, "the owner key may use every model"
+    assert chat(gw, body["key"], temperature=0).status_code == 403, "not even from the account's cache"
+    bad = call(gw, "POST", "/keys", owner, json={"priority": "urgent"})
+    assert bad.status_code == 400 and bad.json()["details"] == {"field": "priority"}

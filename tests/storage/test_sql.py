@@ -234,6 +234,8 @@ async def test_key_limits_and_settings_round_trip(store: SqlStorage) -> None:
         log_inputs=True,
         log_outputs=True,
         retention_days=7,
+        allowed_models=("m1", "m2"),
+        priority="high",
     )
     await store.insert_key(record)
     assert await store.key_by_prefix("tg-limited1") == record

@@ -41,6 +41,8 @@ def generate_key(
     log_inputs: bool = False,
     log_outputs: bool = False,
     retention_days: int | None = None,
+    allowed_models: tuple[str, ...] | None = None,
+    priority: str = "normal",
 ) -> NewKey:
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     record = KeyRecord(
@@ -59,6 +61,8 @@ def generate_key(
         log_inputs=log_inputs,
         log_outputs=log_outputs,
         retention_days=retention_days,
+        allowed_models=allowed_models,
+        priority=priority,
     )
     return NewKey(record, secret)
 
@@ -80,6 +84,7 @@ class Principal:
     log_inputs: bool = False
     log_outputs: bool = False
     retention_days: int | None = None
+    allowed_models: frozenset[str] | None = None  # None: every model
 
 
 def key_from_headers(authorization: str | None, x_api_key: str | None) -> str:
@@ -147,4 +152,5 @@ class Authenticator:
             log_inputs=record.log_inputs,
             log_outputs=record.log_outputs,
             retention_days=record.retention_days,
+            allowed_models=None if record.allowed_models is None else frozenset(record.allowed_models),
         )

@@ -5,6 +5,11 @@
 - ``GET /v1/usage?start=&end=&group_by=day|model|key``: totals over a range (dates or Unix times)
 - ``GET /v1/logs?limit=&before=``: request logs, newest first; bodies only where the key logged them
 
+Key settings: ``name``, ``tier``, ``rate_limits`` ({requests_per_minute, tokens_per_minute,
+concurrent_requests}: overrides of the tier), ``allowed_models`` (enforced at admission; null: every model),
+``priority`` (low / normal / high: stored and reported; nothing schedules by it yet), ``cache``,
+``log_inputs`` / ``log_outputs`` (both off by default) and ``retention_days`` of the logged bodies.
+
 A key sees only its own account. The admin key (``server.admin_key``) sees every account; it names one
 with ``?account=<name or id>`` (required to create a key or read a balance).
 """
@@ -97,6 +102,8 @@ def _key_json(k: KeyRecord) -> dict[str, Any]:
         "log_inputs": k.log_inputs,
         "log_outputs": k.log_outputs,
         "retention_days": k.retention_days,
+        "allowed_models": None if k.allowed_models is None else list(k.allowed_models),
+        "priority": k.priority,
     }
 
 
@@ -124,7 +131,18 @@ def _opt_bool(body: dict[str, Any], name: str, default: bool) -> bool:
     return v
 
 
-KEY_FIELDS = {"name", "tier", "rate_limits", "cache", "log_inputs", "log_outputs", "retention_days"}
+KEY_FIELDS = {
+    "name",
+    "tier",
+    "rate_limits",
+    "cache",
+    "log_inputs",
+    "log_outputs",
+    "retention_days",
+    "allowed_models",
+    "priority",
+}
+PRIORITIES = ("low", "normal", "high")
 LIMIT_FIELDS = {"requests_per_minute", "tokens_per_minute", "concurrent_requests"}
 
 
@@ -159,6 +177,16 @@ async def create_key(request: Request) -> Response:
             f"'rate_limits' takes {', '.join(sorted(LIMIT_FIELDS))} (integers, or null for the tier's).",
             param="rate_limits",
         )
+    models = body.get("allowed_models")
+    if models is not None and (not isinstance(models, list) or not all(isinstance(m, str) for m in models)):
+        raise ValidationError(
+            "'allowed_models' must be a list of model ids, or null for every model.", param="allowed_models"
+        )
+    priority = body.get("priority", "normal")
+    if priority not in PRIORITIES:
+        raise ValidationError(
+            f"'priority' must be one of {', '.join(PRIORITIES)}; got {priority!r}.", param="priority"
+        )
     new = generate_key(
         account_id,
         name.strip(),
@@ -170,6 +198,8 @@ async def create_key(request: Request) -> Response:
         log_inputs=_opt_bool(body, "log_inputs", False),
         log_outputs=_opt_bool(body, "log_outputs", False),
         retention_days=_opt_int(body, "retention_days", lo=0),
+        allowed_models=None if models is None else tuple(dict.fromkeys(models)),
+        priority=priority,
     )
     store: Storage = request.app.state.storage
     await store.insert_key(new.record)

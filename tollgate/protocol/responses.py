@@ -6,10 +6,12 @@ For one Responses request ``body``::
     # JSON:    response_from_chat(completion, request=body, response_id=..., created_at=...)
     # stream:  ResponsesStreamEncoder(request=body, ...).feed(chunk) / .finish() / .fail(error)
 
-Every upstream is reached through chat completions (no native forwarding yet). What cannot be expressed in
+Upstreams that serve the Responses API themselves get the request as it is (``services.completions``,
+``providers.openai_responses``); the others are reached through chat completions. What cannot be expressed in
 chat completions is refused with a 400 that says what to send instead: stored state (``previous_response_id``,
-``conversation``, ``prompt``), ``background``, built-in tools (web search, file search, ...) and
-``item_reference`` items. ``reasoning`` items sent back as input are dropped (chat has no slot for them).
+``conversation``, ``prompt``) and ``background`` (``stateful_refusal``: served only by native upstreams),
+built-in tools (web search, file search, ...) and ``item_reference`` items. ``reasoning`` items sent back
+as input are dropped (chat has no slot for them).
 Fields the Responses API does not define pass through unchanged, as on chat completions (vendor extensions,
 the gateway's routing preferences); Responses fields with no chat equivalent (``store``, ``include``,
 ``truncation``, ...) are left out. The answer's direction (response object, streaming events) lives in
@@ -28,6 +30,7 @@ __all__ = [
     "chat_request_from_responses",
     "response_from_chat",
     "responses_usage",
+    "stateful_refusal",
 ]
 
 # Every request field of the Responses API; any other field is passed through to the chat request.
@@ -226,20 +229,29 @@ def _text_format(text: Any, out: dict[str, Any]) -> None:
         out["verbosity"] = text["verbosity"]
 
 
-def chat_request_from_responses(body: Any) -> dict[str, Any]:
+def stateful_refusal(body: dict[str, Any]) -> ValidationError | None:
+    """The 400 for a request that needs state stored upstream (only native upstreams can serve it)."""
+    for name, hint in _STATEFUL.items():
+        if body.get(name):
+            return _invalid(f"'{name}' is not supported: {hint}.", name)
+    return None
+
+
+def chat_request_from_responses(body: Any, *, stateful: bool = False) -> dict[str, Any]:
     """Translate a Responses request into a chat-completions request.
 
     Raises ``ValidationError`` naming the field and what to send instead when the request is malformed or
-    asks for something chat completions cannot do.
+    asks for something chat completions cannot do. ``stateful=True`` lets the stored-state fields through
+    (left out of the chat request): the caller checks ``stateful_refusal`` once it knows the upstream.
     """
     if not isinstance(body, dict):
         raise ValidationError("The request body must be a JSON object.")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise _invalid("'model' is required: name one of the models listed by GET /v1/models.", "model")
-    for name, hint in _STATEFUL.items():
-        if body.get(name):
-            raise _invalid(f"'{name}' is not supported: {hint}.", name)
+    refusal = None if stateful else stateful_refusal(body)
+    if refusal is not None:
+        raise refusal
     messages: list[dict[str, Any]] = []
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):

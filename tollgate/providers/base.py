@@ -1,4 +1,5 @@
 """What every provider adapter offers the services: a JSON chat call and a streamed one, both in OpenAI shape.
+Providers whose upstream serves OpenAI's Responses API (``responses_api``) also forward ``/responses`` natively.
 
 Adapters translate; ``HttpClient`` does the I/O. A provider kind is registered in ``registry.py`` by name.
 """
@@ -10,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from tollgate.errors import UpstreamRejectedError
+from tollgate.errors import UpstreamError, UpstreamRejectedError
 from tollgate.providers.usage import Usage
 
 
@@ -38,7 +39,12 @@ class ChatStream(ABC):
 
     While iterating it keeps ``usage`` (when the upstream reported it), the completion text seen so far
     (to estimate usage when it did not) and ``finished`` (the upstream ended the stream properly).
+
+    A ``native`` stream (``Provider.responses_stream``) yields the upstream's own Responses API events: they
+    are relayed unchanged, with no usage chunk and no ``[DONE]`` added.
     """
+
+    native = False
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
@@ -54,9 +60,15 @@ class ChatStream(ABC):
     def close(self) -> None:
         """Abort the upstream request (synchronous: it must work inside a cancelled task)."""
 
+    def failure_event(self, err: UpstreamError) -> bytes:
+        """The event that ends a ``native`` stream whose upstream failed after it started."""
+        raise NotImplementedError(f"{type(self).__name__} is not a native stream ({err.message})")
+
 
 class Provider(ABC):
     name: str
+    responses_api: bool = False  # the upstream serves ``POST /responses``: see ``responses``
+
 
     @abstractmethod
     async def chat(self, body: dict[str, Any], upstream_model: str, timeout: float) -> ChatResult: ...
@@ -73,6 +85,25 @@ class Provider(ABC):
     ) -> EmbeddingsResult:
         """``POST /v1/embeddings`` in OpenAI shape; providers without embeddings keep this default."""
         raise UpstreamRejectedError(f"{self.name}: this provider does not offer embeddings")
+
+    async def responses(
+        self,
+        body: dict[str, Any],  # noqa: ARG002 - the default refuses whatever it is given
+        upstream_model: str,  # noqa: ARG002
+        timeout: float,  # noqa: ARG002
+    ) -> ChatResult:
+        """``POST /responses`` forwarded as it is (``responses_api`` providers): ``data`` is the response
+        object and ``usage`` is read from its Responses-shaped ``usage``."""
+        raise UpstreamRejectedError(f"{self.name}: this provider does not serve the Responses API")
+
+    async def responses_stream(
+        self,
+        body: dict[str, Any],  # noqa: ARG002 - the default refuses whatever it is given
+        upstream_model: str,  # noqa: ARG002
+        timeout: float,  # noqa: ARG002
+    ) -> ChatStream:
+        """``POST /responses`` with ``stream: true``, forwarded as it is: a ``native`` stream."""
+        raise UpstreamRejectedError(f"{self.name}: this provider does not serve the Responses API")
 
     @abstractmethod
     async def close(self) -> None: ...

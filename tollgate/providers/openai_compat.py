@@ -22,6 +22,7 @@ from tollgate.errors import (
 )
 from tollgate.providers.base import ChatResult, ChatStream, EmbeddingsResult, Provider
 from tollgate.providers.http import HttpClient, transport_error
+from tollgate.providers.openai_responses import ResponsesStream, parse_response
 from tollgate.providers.presets import GENERIC, Preset, adapt_body, preset
 from tollgate.providers.sse import SSESplitter, encode_data, parse_event
 from tollgate.providers.usage import Usage
@@ -172,6 +173,9 @@ class OpenAICompatProvider(Provider):
         self._headers = headers
         self._url = config.base_url + "/chat/completions"
         self._quirks = preset(config.preset)
+        self.responses_api = (
+            config.responses_api if config.responses_api is not None else self._quirks.responses_api
+        )
         self._client = HttpClient(config.name, max_connections=config.max_connections)
 
     async def chat(self, body: dict[str, Any], upstream_model: str, timeout: float) -> ChatResult:
@@ -189,8 +193,25 @@ class OpenAICompatProvider(Provider):
 
     async def chat_stream(self, body: dict[str, Any], upstream_model: str, timeout: float) -> ChatStream:
         payload = prepare_body(body, upstream_model, stream=True, quirks=self._quirks)
+        return OpenAIStream(self.name, await self._open(self._url, payload, timeout))
+
+    async def responses(self, body: dict[str, Any], upstream_model: str, timeout: float) -> ChatResult:
+        """``POST {base_url}/responses``: the body as the client sent it, with the upstream model name."""
+        payload = orjson.dumps({**body, "model": upstream_model})
+        url = self.config.base_url + "/responses"
+        raw = await self._client.post(url, payload, self._headers, min(timeout, self.config.timeout))
+        if raw.status >= 400:
+            raise map_error(self.name, raw.status, raw.body, raw.headers.get("Retry-After"))
+        return parse_response(self.name, raw.body)
+
+    async def responses_stream(self, body: dict[str, Any], upstream_model: str, timeout: float) -> ChatStream:
+        payload = orjson.dumps({**body, "model": upstream_model})
+        return ResponsesStream(self.name, await self._open(self.config.base_url + "/responses", payload, timeout))
+
+    async def _open(self, url: str, payload: bytes, timeout: float) -> aiohttp.ClientResponse:
+        """Open a streamed request; an error status is raised here, mapped."""
         limit = min(timeout, self.config.timeout)
-        resp = await self._client.open(self._url, payload, self._headers, limit, idle=limit)
+        resp = await self._client.open(url, payload, self._headers, limit, idle=limit)
         if resp.status >= 400:
             try:
                 err_body = await resp.read()
@@ -199,7 +220,7 @@ class OpenAICompatProvider(Provider):
             finally:
                 resp.close()
             raise map_error(self.name, resp.status, err_body, resp.headers.get("Retry-After"))
-        return OpenAIStream(self.name, resp)
+        return resp
 
     async def embeddings(self, body: dict[str, Any], upstream_model: str, timeout: float) -> EmbeddingsResult:
         """``POST {base_url}/embeddings``: the body as the client sent it, with the upstream model name."""

@@ -10,6 +10,9 @@ still be overridden) and the request quirks applied by ``adapt_body``:
   option is not sent (Mistral reports usage in its last chunk anyway; otherwise Tollgate counts locally).
 - ``unsupported``: fields the upstream answers with a 400 (Groq documents ``logprobs``, ``logit_bias``,
   ``top_logprobs``, ``messages[].name`` and ``n`` other than 1); they are removed rather than failing.
+- ``responses_api``: the upstream serves OpenAI's Responses API at ``{base_url}/responses`` (OpenAI; OpenRouter
+  documents it at ``/api/v1/responses``), so ``POST /v1/responses`` is forwarded natively instead of being
+  translated onto chat completions. A provider entry's own ``responses_api`` overrides it.
 """
 
 from __future__ import annotations
@@ -26,10 +29,16 @@ class Preset:
     stream_usage: bool = True
     unsupported: frozenset[str] = field(default_factory=frozenset)
     strip_message_names: bool = False
+    responses_api: bool = False
 
 
 PRESETS: dict[str, Preset] = {
-    "openai": Preset("https://api.openai.com/v1", "OPENAI_API_KEY", max_tokens_field="max_completion_tokens"),
+    "openai": Preset(
+        "https://api.openai.com/v1",
+        "OPENAI_API_KEY",
+        max_tokens_field="max_completion_tokens",
+        responses_api=True,
+    ),
     # DeepSeek streams reasoning in ``delta.reasoning_content`` and reports cache hits as
     # ``prompt_cache_hit_tokens`` (both read by the generic OpenAI adapter).
     "deepseek": Preset("https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"),
@@ -42,7 +51,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "together": Preset("https://api.together.xyz/v1", "TOGETHER_API_KEY"),
     "mistral": Preset("https://api.mistral.ai/v1", "MISTRAL_API_KEY", stream_usage=False),
-    "openrouter": Preset("https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
+    "openrouter": Preset("https://openrouter.ai/api/v1", "OPENROUTER_API_KEY", responses_api=True),
     "vllm": Preset("http://127.0.0.1:8000/v1", None),
     "ollama": Preset("http://127.0.0.1:11434/v1", None),
 }

@@ -14,7 +14,7 @@ from tollgate.accounts.balances import BalanceLedger, Reservation
 from tollgate.accounts.pricing import cost_of, max_cost
 from tollgate.accounts.ratelimit import LocalRateLimiter, RateLimiter, limits_for
 from tollgate.accounts.usage import UsageWriter
-from tollgate.errors import TollgateError
+from tollgate.errors import PermissionDeniedError, TollgateError
 from tollgate.providers.usage import Usage
 from tollgate.routing.catalog import Target
 from tollgate.services.context import RequestContext
@@ -48,6 +48,15 @@ class Billing:
     ) -> Reservation | None:
         """``pricing`` prices work done without a catalogue target (local models); else the targets do."""
         assert ctx.principal is not None
+        allowed = ctx.principal.allowed_models
+        if allowed is not None:
+            refused = sorted({t.model.id for t in targets} - allowed)
+            if refused:
+                raise PermissionDeniedError(
+                    f"This API key may not use {', '.join(refused)}; it is limited to "
+                    f"{', '.join(sorted(allowed)) or 'no models'}.",
+                    param="model",
+                )
         limits = limits_for(ctx.principal, self.tiers, self.default_tier)
         ctx.grant = await self.limiter.acquire(ctx.principal.key_id, limits, prompt_tokens + max_output)
         prices = [pricing] if pricing is not None else [t.pricing for t in targets]

@@ -168,6 +168,8 @@ class ResponseCache:
         principal = ctx.principal
         if not (self.enabled and wanted and principal is not None and principal.cache):
             return Lookup()
+        if principal.allowed_models is not None and req.model not in principal.allowed_models:
+            return Lookup()  # admission refuses it; a cached answer must not slip past
         if not deterministic(req.body):
             return Lookup()
         control = (ctx.cache_control or "").lower()

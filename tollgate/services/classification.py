@@ -20,7 +20,6 @@ import asyncio
 import base64
 import hashlib
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +30,7 @@ from tollgate.accounts.balances import Reservation
 from tollgate.classify import llm, scoring
 from tollgate.classify.cache import cache_key
 from tollgate.classify.documents import PDF_MAGIC, extract_pages, render_pdf
-from tollgate.classify.prompts import label_prompts
+from tollgate.classify.local import LocalClassifier, multi_result
 from tollgate.classify.request import (
     ClassifyRequest,
     Mode,
@@ -42,8 +41,7 @@ from tollgate.classify.request import (
     parse_request,
 )
 from tollgate.errors import NotFoundError, TollgateError, UpstreamUnavailableError
-from tollgate.local.bundled import MissingLocalModel
-from tollgate.local.embedder import MODEL_NAME, Embedder, Vectors
+from tollgate.local.embedder import MODEL_NAME, Embedder
 from tollgate.providers.usage import Usage
 from tollgate.routing.router import Router
 from tollgate.services.cache import Entry, ResponseCache
@@ -55,7 +53,6 @@ from tollgate.storage.base import ClassifierRecord, Storage
 from tollgate.tokens import count_messages
 
 LLM_CONCURRENCY = 8
-LABEL_CACHE_SIZE = 256
 
 
 @dataclass(slots=True)
@@ -94,7 +91,7 @@ class ClassificationService(Pipeline):
         self.storage = storage
         self.config = config
         self.embedder = embedder
-        self._label_vectors: OrderedDict[str, Vectors] = OrderedDict()
+        self.local = LocalClassifier(embedder)
 
     # saved classifiers ------------------------------------------------------------------------------------
     async def save_classifier(self, ctx: RequestContext, raw: bytes) -> dict[str, Any]:
@@ -247,76 +244,15 @@ class ClassificationService(Pipeline):
         if any(not t.strip() for t in texts):
             raise invalid("The document has no text to classify", "file")
         pricing = self._price(req)
-        try:
-            await self.embedder.aload()
-            tokens = await asyncio.to_thread(self.embedder.count_tokens, texts)
-        except MissingLocalModel as exc:
-            raise UpstreamUnavailableError(
-                f"The local classification model is not installed: {exc}"
-            ) from None
+        tokens = await self.local.count_tokens(texts)
         usage = Usage(prompt_tokens=sum(tokens))
         reservation = await self.billing.admit(ctx, [], usage.prompt_tokens, 0, pricing=pricing)
         held.append(reservation)
-        labels = await self._label_matrix(spec)
-        vectors = await self.embedder.aencode(texts)
-        if spec.mode == "single":
-            probs = scoring.single_label(vectors, labels)
-            results = [self._single(spec, row) for row in probs]
-        else:
-            probs = scoring.multi_label(vectors, labels)
-            results = [self._multi(spec, row) for row in probs]
+        results = await self.local.classify(spec, texts)
         self.billing.finish(
             ctx, reservation, status=200, model=MODEL_NAME, usage=usage, pricing=pricing, provider="local"
         )
         return [Item(result=r, tokens=n) for r, n in zip(results, tokens, strict=True)]
-
-    @staticmethod
-    def _single(spec: Spec, row: np.ndarray[Any, Any]) -> dict[str, Any]:
-        best = int(row.argmax())
-        return {"label": spec.labels[best], "confidence": scoring.confidence(row[best])}
-
-    @staticmethod
-    def _multi(spec: Spec, row: np.ndarray[Any, Any]) -> dict[str, Any]:
-        chosen = sorted(
-            (
-                (scoring.confidence(p), label)
-                for label, p in zip(spec.labels, row, strict=True)
-                if p >= spec.threshold
-            ),
-            key=lambda c: -c[0],
-        )
-        return {"labels": [{"label": label, "confidence": conf} for conf, label in chosen]}
-
-    async def _label_matrix(self, spec: Spec) -> Vectors:
-        """Label vectors, embedded once per label configuration (kept in a small LRU)."""
-        key = hashlib.sha256(
-            orjson.dumps(
-                [spec.labels, spec.descriptions, spec.examples, spec.text_type], option=orjson.OPT_SORT_KEYS
-            )
-        ).hexdigest()
-        found = self._label_vectors.get(key)
-        if found is not None:
-            self._label_vectors.move_to_end(key)
-            return found
-        prompts = [
-            label_prompts(label, spec.descriptions.get(label), spec.text_type) for label in spec.labels
-        ]
-        examples = [spec.examples.get(label, []) for label in spec.labels]
-        flat = [p for group in prompts for p in group] + [e for group in examples for e in group]
-        vectors = await self.embedder.aencode(flat)
-        at, prompt_vectors = 0, []
-        for group in prompts:
-            prompt_vectors.append(vectors[at : at + len(group)])
-            at += len(group)
-        example_vectors: list[Vectors | None] = []
-        for group in examples:
-            example_vectors.append(vectors[at : at + len(group)] if group else None)
-            at += len(group)
-        matrix = scoring.label_matrix(prompt_vectors, example_vectors)
-        self._label_vectors[key] = matrix
-        while len(self._label_vectors) > LABEL_CACHE_SIZE:
-            self._label_vectors.popitem(last=False)
-        return matrix
 
     # llm backend ------------------------------------------------------------------------------------------
     async def _llm(self, ctx: RequestContext, spec: Spec, texts: list[str], images: list[str]) -> list[Item]:
@@ -354,7 +290,7 @@ class ClassificationService(Pipeline):
                 )
             probs = llm.read_multi(data, spec)
             return Item(
-                result=self._multi(spec, np.array([probs[label] for label in spec.labels])),
+                result=multi_result(spec, np.array([probs[label] for label in spec.labels])),
                 tokens=tokens,
                 visual_tokens=visual,
             )

@@ -1,10 +1,15 @@
-"""The chat-completions pipeline: authenticate → validate → admit → route → attempt → relay → settle."""
+"""The chat-completions pipeline: authenticate → validate → admit → route → attempt → relay → settle.
+
+``POST /v1/responses`` runs through it too: translated onto chat completions, except on targets whose
+upstream serves the Responses API itself (``NativeRequest``), which get the request as the client sent it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -18,7 +23,9 @@ from tollgate.errors import (
     ValidationError,
 )
 from tollgate.protocol.chat import ChatRequest, parse_chat_request
-from tollgate.providers.base import ChatStream
+from tollgate.protocol.responses_output import responses_usage
+from tollgate.providers.base import ChatResult, ChatStream
+from tollgate.providers.openai_responses import output_text
 from tollgate.providers.sse import DONE, encode_data
 from tollgate.providers.usage import Usage
 from tollgate.routing.auto.chooser import selection_headers
@@ -30,6 +37,30 @@ from tollgate.services.request_log import RequestLogger
 from tollgate.tokens import count_messages, count_text
 
 CLIENT_CLOSED = 499
+NATIVE_HEADER = "X-Tollgate-Upstream-API"  # "responses": the reply is the upstream's own Responses answer
+
+
+@dataclass(slots=True)
+class NativeRequest:
+    """A Responses API request as the client sent it, for the targets whose upstream serves ``/responses``
+    (``Provider.responses_api``); the others get the translated chat request. ``refusal`` is set when only
+    native targets can serve it (stored state): the 400 when none is in the plan."""
+
+    body: dict[str, Any] = field(default_factory=dict)
+    refusal: ValidationError | None = None
+
+    def narrow(self, targets: list[Target]) -> list[Target]:
+        if self.refusal is None:
+            return targets
+        native = [t for t in targets if t.provider.responses_api]
+        if not native:
+            raise self.refusal
+        return native
+
+    def strip(self, fields: set[str]) -> None:
+        """Remove the gateway's own fields (routing preferences, ``cache``) consumed from the chat request."""
+        for name in fields:
+            self.body.pop(name, None)
 
 
 def parse_json(raw: bytes) -> Any:
@@ -75,30 +106,43 @@ class CompletionService(Pipeline):
         return await self.handle(ctx, raw, parse_json)
 
     async def handle(
-        self, ctx: RequestContext, raw: bytes, translate: Callable[[bytes], Any]
+        self,
+        ctx: RequestContext,
+        raw: bytes,
+        translate: Callable[[bytes], Any],
+        native: NativeRequest | None = None,
     ) -> JsonReply | StreamReply:
         """The whole pipeline for any OpenAI-chat-shaped request. ``translate`` turns the raw body into an
         OpenAI chat-completions body (identity for chat; Anthropic Messages or Responses requests for the
         other ingresses); its ``ValidationError`` is the client's 400. The reply is in OpenAI chat shape
-        (JSON body or SSE frames); the ingress converts it back to its own protocol."""
+        (JSON body or SSE frames); the ingress converts it back to its own protocol, except a reply with
+        the ``NATIVE_HEADER``: a target that serves ``native`` (filled in by ``translate``) answered it."""
         reservation: Reservation | None = None
         model: str | None = None
         try:
             await self._authenticate(ctx)
             req = parse_chat_request(translate(raw))
+            sent = set(req.body)
             auto = await self.router.resolve_auto(req)  # model "auto": the automatic router picks one
             model = req.model
             targets = self.router.plan(req)
+            if native is not None:
+                targets = native.narrow(targets)
+                if not any(t.provider.responses_api for t in targets):
+                    native = None  # every target is reached through chat completions
             lookup = await self.cache.lookup(ctx, req) if self.cache is not None else Lookup()
+            if native is not None:
+                native.strip(sent - set(req.body))
+                lookup = Lookup()  # the cache holds chat-shaped answers only
             if lookup.hit is not None:
                 return self._logged(ctx, raw, self._cache_hit(ctx, req, lookup))
             max_output = req.max_tokens or targets[0].model.max_output_length
             reservation = await self.billing.admit(ctx, targets, len(raw) // 3 + 16, max_output)
             reply: JsonReply | StreamReply
             if req.stream:
-                reply = await self._stream(ctx, req, targets, reservation)
+                reply = await self._stream(ctx, req, targets, reservation, native)
             else:
-                reply = await self._json(ctx, req, targets, reservation)
+                reply = await self._json(ctx, req, targets, reservation, native)
             if self.cache is not None:
                 reply = self.cache.keep(lookup, reply)
             if auto is not None:
@@ -111,14 +155,25 @@ class CompletionService(Pipeline):
             raise
 
     async def _json(
-        self, ctx: RequestContext, req: ChatRequest, targets: list[Target], reservation: Reservation | None
+        self,
+        ctx: RequestContext,
+        req: ChatRequest,
+        targets: list[Target],
+        reservation: Reservation | None,
+        native: NativeRequest | None,
     ) -> JsonReply:
         attempts = self._attempts(ctx, targets)
         health = self.router.health
         async for target in attempts.targets():
             began = time.perf_counter()
+            call = native if native is not None and target.provider.responses_api else None
             try:
-                result = await target.provider.chat(req.body, target.deployment.model, self._remaining(ctx))
+                upstream, left = target.deployment.model, self._remaining(ctx)
+                result: ChatResult
+                if call is not None:
+                    result = await target.provider.responses(call.body, upstream, left)
+                else:
+                    result = await target.provider.chat(req.body, upstream, left)
             except UpstreamError as err:
                 attempts.failed(target, self._past_deadline(ctx, err, target))
                 continue
@@ -128,7 +183,11 @@ class CompletionService(Pipeline):
             took = time.perf_counter() - began
             body = result.body
             usage = result.usage
-            if usage is None:
+            if usage is None and call is not None:
+                usage = estimate_usage(req, output_text(result.data))
+                result.data["usage"] = responses_usage(usage)
+                body = orjson.dumps(result.data)
+            elif usage is None:
                 message = (result.data.get("choices") or [{}])[0].get("message") or {}
                 usage = estimate_usage(req, message.get("content") or "")
                 result.data["usage"] = usage.to_openai()
@@ -147,20 +206,33 @@ class CompletionService(Pipeline):
                 usage=usage,
                 attempts=attempts.count,
             )
-            return JsonReply(body, self._headers(ctx, target, attempts.count))
+            headers = self._headers(ctx, target, attempts.count)
+            if call is not None:
+                headers[NATIVE_HEADER] = "responses"
+            return JsonReply(body, headers)
         raise final_failure(attempts.errors)
 
     async def _stream(
-        self, ctx: RequestContext, req: ChatRequest, targets: list[Target], reservation: Reservation | None
+        self,
+        ctx: RequestContext,
+        req: ChatRequest,
+        targets: list[Target],
+        reservation: Reservation | None,
+        native: NativeRequest | None,
     ) -> StreamReply:
         attempts = self._attempts(ctx, targets)
         async for target in attempts.targets():
             stream: ChatStream | None = None
             began = time.perf_counter()
+            call = native if native is not None and target.provider.responses_api else None
             try:
                 remaining = self._remaining(ctx)
                 async with asyncio.timeout(remaining):
-                    stream = await target.provider.chat_stream(req.body, target.deployment.model, remaining)
+                    upstream = target.deployment.model
+                    if call is not None:
+                        stream = await target.provider.responses_stream(call.body, upstream, remaining)
+                    else:
+                        stream = await target.provider.chat_stream(req.body, upstream, remaining)
                     frames = aiter(stream)
                     first = await anext(frames, None)
                 if first is None and not stream.finished:
@@ -185,6 +257,8 @@ class CompletionService(Pipeline):
             relay = StreamRelay(self, ctx, req, target, reservation, stream, frames, first, attempts.count)
             relay.attempt_started = began
             headers = self._headers(ctx, target, attempts.count)
+            if call is not None:
+                headers[NATIVE_HEADER] = "responses"
             return StreamReply(relay.frames(), headers, abandon=relay.abandon)
         raise final_failure(attempts.errors)
 
@@ -237,12 +311,16 @@ class StreamRelay:
                     raise UpstreamBadResponseError(f"{name}: the upstream stream was cut short")
             except UpstreamError as err:
                 error, status = err, err.status
+                if stream.native:
+                    yield stream.failure_event(err)
+                    return
                 yield error_frame(err)
                 yield DONE
                 return
-            if stream.usage is None:
-                yield encode_data(orjson.dumps(self._usage_chunk()))
-            yield DONE
+            if not stream.native:  # a native stream ends with the upstream's own last event
+                if stream.usage is None:
+                    yield encode_data(orjson.dumps(self._usage_chunk()))
+                yield DONE
             status = 200
         finally:
             self._settle(status, error)

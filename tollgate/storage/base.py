@@ -34,6 +34,9 @@ class KeyRecord:
     log_inputs: bool = False
     log_outputs: bool = False
     retention_days: int | None = None
+    # Access: the public model ids the key may use (``None``: every model); a priority label.
+    allowed_models: tuple[str, ...] | None = None
+    priority: str = "normal"
 
 
 @dataclass(slots=True)

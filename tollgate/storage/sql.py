@@ -50,6 +50,8 @@ def _key(row: Row[Any]) -> KeyRecord:
         log_inputs=row.log_inputs,
         log_outputs=row.log_outputs,
         retention_days=row.retention_days,
+        allowed_models=None if row.allowed_models is None else tuple(row.allowed_models),
+        priority=row.priority,
     )
 
 
@@ -145,6 +147,8 @@ class SqlStorage(LogQueries):
                     log_inputs=record.log_inputs,
                     log_outputs=record.log_outputs,
                     retention_days=record.retention_days,
+                    allowed_models=None if record.allowed_models is None else list(record.allowed_models),
+                    priority=record.priority,
                 )
             )
 

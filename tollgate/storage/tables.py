@@ -50,6 +50,9 @@ api_keys = Table(
     Column("log_inputs", Boolean, nullable=False, server_default=false()),
     Column("log_outputs", Boolean, nullable=False, server_default=false()),
     Column("retention_days", Integer, nullable=True),
+    # 0005: the models the key may use (NULL: all) and its priority label
+    Column("allowed_models", JSON, nullable=True),
+    Column("priority", String(16), nullable=False, server_default="normal"),
 )
 
 balance_events = Table(

@@ -197,3 +197,15 @@ def test_chat_parameters_translate_to_llama_cpp() -> None:
         )
     with pytest.raises(UpstreamRejectedError, match="tools"):
         chat_kwargs("local", {"messages": QUESTION, "tools": [{"type": "function"}]}, "m", stream=False)
+
+
+async def test_a_prompt_over_the_context_window_is_rejected_not_truncated() -> None:
+    long = [{"role": "user", "content": "count: " + " ".join(str(i) for i in range(400))}]
+    p = provider(n_ctx=256)
+    with pytest.raises(UpstreamRejectedError, match="context window"):
+        await p.chat(body(messages=long), "smollm2", 60)
+    stream = await p.chat_stream(body(messages=long), "smollm2", 60)
+    with pytest.raises(UpstreamRejectedError, match="context window"):
+        async for _ in stream:
+            pass
+    assert p.engine().pending == 0
