@@ -78,6 +78,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> GatewayApp
         await asyncio.to_thread(warm_up)
         writer.start()
         purger.start()
+        app.state.classification.start()
         log.info(
             "tollgate ready: %d models, %d providers, config %s",
             len(catalog.models),

@@ -262,6 +262,7 @@ class ClassificationConfig(_Strict):
     backend: Literal["local", "llm"] = "local"
     llm_model: str | None = None
     prices: ClassificationPrices = Field(default_factory=ClassificationPrices)
+    preload: bool = Field(default=False, description="load the local model at start-up, not on first use")
 
     @model_validator(mode="after")
     def _llm_needs_model(self) -> ClassificationConfig:

@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import openai
 import pytest
 
 from tests.support.gateway import Gateway
+from tests.support.memory_storage import MemoryStorage
 from tests.support.redis import redis_with_prefix
+from tollgate.accounts.backends import open_redis
 from tollgate.accounts.keys import Principal
 from tollgate.accounts.ratelimit import (
     WINDOW,
@@ -22,7 +25,8 @@ from tollgate.accounts.ratelimit import (
     RedisRateLimiter,
     limits_for,
 )
-from tollgate.errors import RateLimitError
+from tollgate.accounts.redis_balances import RedisBalanceLedger
+from tollgate.errors import RateLimitError, TollgateError
 from tollgate.settings import ServerConfig, default_tiers
 from tollgate.simulator import SimServer
 
@@ -221,3 +225,17 @@ def test_keys_without_a_tier_are_unlimited_and_get_no_limit_headers(gateway: Gat
         model="sim-small", messages=[{"role": "user", "content": "hi"}]
     )
     assert "x-ratelimit-limit-requests" not in raw.headers
+
+
+async def test_an_unreachable_redis_refuses_with_503_not_a_crash() -> None:
+    redis = open_redis("redis://127.0.0.1:9/0")  # nothing listens on the discard port
+    try:
+        with pytest.raises(TollgateError) as info:
+            await RedisRateLimiter(redis, "x:").acquire("k", Limits(rpm=1), 1)
+        assert info.value.status == 503 and info.value.code == "SHARED_STATE_UNAVAILABLE"
+        assert info.value.headers["Retry-After"] == "1"
+        ledger = RedisBalanceLedger(MemoryStorage(), Decimal(0), redis, "x:")
+        with pytest.raises(TollgateError, match="Redis"):
+            await ledger.reserve("acct", Decimal(1))
+    finally:
+        await redis.aclose()

@@ -7,6 +7,7 @@ needs it; validation cases never load it.
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -378,3 +379,13 @@ def test_rate_limits_apply_to_classification_but_not_to_cache_hits(gateway: Gate
     assert second.status_code == 200 and second.headers["x-ratelimit-remaining-requests"] == "0"
     assert refused.status_code == 429, refused.text
     assert refused.json()["error"] == "rate-limit-exceeded" and "retry-after" in refused.headers
+
+
+def test_preload_loads_the_local_model_at_start_up(tmp_path: Path, sim: SimServer) -> None:
+    with Gateway(tmp_path, sim.base_url, sections={"classification": {"preload": True}}) as gw:
+        service = gw.server.server.config.app.state.classification
+        deadline = time.monotonic() + 120
+        while service._preload is None or not service._preload.done():
+            assert time.monotonic() < deadline, "the model did not load in time"
+            time.sleep(0.05)
+        assert service.embedder.loaded and service._preload.exception() is None

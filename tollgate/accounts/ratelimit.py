@@ -21,8 +21,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from redis.exceptions import RedisError
+
 from tollgate.accounts.keys import Principal
-from tollgate.errors import RateLimitError
+from tollgate.errors import RateLimitError, TollgateError
 from tollgate.settings import TierConfig
 
 if TYPE_CHECKING:
@@ -119,6 +121,17 @@ def refuse(
         details={"limit": dimension, "retry_after": retry},
         headers=headers,
     )
+
+
+def shared_state_unavailable(exc: Exception) -> TollgateError:
+    """Redis (rate limits, balances) failed: the request is refused with a 503, and still settled."""
+    err = TollgateError(
+        f"The gateway's shared state (Redis) is unavailable ({type(exc).__name__}); retry shortly.",
+        code="SHARED_STATE_UNAVAILABLE",
+        headers={"Retry-After": "1"},
+    )
+    err.status = 503  # type: ignore[misc]
+    return err
 
 
 class RateLimiter(Protocol):
@@ -244,10 +257,13 @@ class RedisRateLimiter:
         window = current_window(now)
         if limits.unlimited:
             return Grant(key_id, limits, window, tokens)
-        result = await self._acquire(
-            keys=list(self._keys(key_id, window)),
-            args=[limits.rpm or 0, limits.tpm or 0, limits.concurrency or 0, tokens, self._slot_ttl],
-        )
+        try:
+            result = await self._acquire(
+                keys=list(self._keys(key_id, window)),
+                args=[limits.rpm or 0, limits.tpm or 0, limits.concurrency or 0, tokens, self._slot_ttl],
+            )
+        except RedisError as exc:
+            raise shared_state_unavailable(exc) from exc
         refused, requests, used = (int(x) for x in result)
         if refused:
             raise refuse(_DIMENSIONS[refused], limits, window, requests, used, now)

@@ -20,7 +20,10 @@ import logging
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import RedisError
+
 from tollgate.accounts.balances import BalanceLedger, Reservation
+from tollgate.accounts.ratelimit import shared_state_unavailable
 from tollgate.errors import InsufficientBalanceError
 from tollgate.storage.base import Storage
 from tollgate.storage.money import from_units, to_units
@@ -89,14 +92,17 @@ class RedisBalanceLedger(BalanceLedger):
     async def reserve(self, account_id: str, amount: Decimal) -> Reservation:
         units = to_units(amount)
         key = self._key(account_id)
-        admitted, available = (
-            int(x) for x in await self._reserve(keys=[key], args=[units, self._grace_units])
-        )
-        if admitted == -1:
-            await self._create(account_id)
+        try:
             admitted, available = (
                 int(x) for x in await self._reserve(keys=[key], args=[units, self._grace_units])
             )
+            if admitted == -1:
+                await self._create(account_id)
+                admitted, available = (
+                    int(x) for x in await self._reserve(keys=[key], args=[units, self._grace_units])
+                )
+        except RedisError as exc:
+            raise shared_state_unavailable(exc) from exc
         self._known[account_id] = from_units(available - (units if admitted == 1 else 0))
         if admitted != 1:
             have = from_units(available)

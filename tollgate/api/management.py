@@ -49,8 +49,8 @@ class Caller:
 
 
 def _money(d: Decimal) -> str:
-    text = f"{d.normalize():f}"
-    return text
+    """Money as an exact decimal string ("0.0000125", "3"), never a float."""
+    return f"{d.normalize():f}"
 
 
 async def _caller(request: Request) -> Caller:

@@ -9,9 +9,10 @@ For one Responses request ``body``::
 Upstreams that serve the Responses API themselves get the request as it is (``services.completions``,
 ``providers.openai_responses``); the others are reached through chat completions. What cannot be expressed in
 chat completions is refused with a 400 that says what to send instead: stored state (``previous_response_id``,
-``conversation``, ``prompt``) and ``background`` (``stateful_refusal``: served only by native upstreams),
-built-in tools (web search, file search, ...) and ``item_reference`` items. ``reasoning`` items sent back
-as input are dropped (chat has no slot for them).
+``conversation``, ``prompt``; ``stateful_refusal``: native upstreams serve it), ``background`` (never: the
+gateway could not bill a response finished after it answered), built-in tools (web search, file search,
+...) and ``item_reference`` items. ``reasoning`` items sent back as input are dropped (chat has no slot for
+them).
 Fields the Responses API does not define pass through unchanged, as on chat completions (vendor extensions,
 the gateway's routing preferences); Responses fields with no chat equivalent (``store``, ``include``,
 ``truncation``, ...) are left out. The answer's direction (response object, streaming events) lives in
@@ -47,7 +48,6 @@ _STATEFUL = {
     "previous_response_id": "this gateway does not store responses; send the whole conversation in 'input'",
     "conversation": "this gateway does not store conversations; send the whole conversation in 'input'",
     "prompt": "stored prompts are not available; send 'instructions' and 'input' instead",
-    "background": "background responses are not available; leave 'background' out",
 }
 _ROLES = ("user", "assistant", "system", "developer")
 
@@ -233,7 +233,11 @@ def stateful_refusal(body: dict[str, Any]) -> ValidationError | None:
     """The 400 for a request that needs state stored upstream (only native upstreams can serve it)."""
     for name, hint in _STATEFUL.items():
         if body.get(name):
-            return _invalid(f"'{name}' is not supported: {hint}.", name)
+            return _invalid(
+                f"'{name}' is not supported: {hint} (only models served by an upstream with the Responses "
+                "API accept it).",
+                name,
+            )
     return None
 
 
@@ -252,6 +256,8 @@ def chat_request_from_responses(body: Any, *, stateful: bool = False) -> dict[st
     refusal = None if stateful else stateful_refusal(body)
     if refusal is not None:
         raise refusal
+    if body.get("background"):
+        raise _invalid("'background' is not supported: background responses are not available.", "background")
     messages: list[dict[str, Any]] = []
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):

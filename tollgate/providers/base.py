@@ -69,7 +69,6 @@ class Provider(ABC):
     name: str
     responses_api: bool = False  # the upstream serves ``POST /responses``: see ``responses``
 
-
     @abstractmethod
     async def chat(self, body: dict[str, Any], upstream_model: str, timeout: float) -> ChatResult: ...
 

@@ -206,7 +206,8 @@ class OpenAICompatProvider(Provider):
 
     async def responses_stream(self, body: dict[str, Any], upstream_model: str, timeout: float) -> ChatStream:
         payload = orjson.dumps({**body, "model": upstream_model})
-        return ResponsesStream(self.name, await self._open(self.config.base_url + "/responses", payload, timeout))
+        resp = await self._open(self.config.base_url + "/responses", payload, timeout)
+        return ResponsesStream(self.name, resp)
 
     async def _open(self, url: str, payload: bytes, timeout: float) -> aiohttp.ClientResponse:
         """Open a streamed request; an error status is raised here, mapped."""

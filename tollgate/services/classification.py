@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,8 @@ from tollgate.storage.base import ClassifierRecord, Storage
 from tollgate.tokens import count_messages
 
 LLM_CONCURRENCY = 8
+
+log = logging.getLogger("tollgate.classify")
 
 
 @dataclass(slots=True)
@@ -92,6 +95,20 @@ class ClassificationService(Pipeline):
         self.config = config
         self.embedder = embedder
         self.local = LocalClassifier(embedder)
+        self._preload: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Load the local model in the background now (``classification.preload``), so the first request
+        does not wait for it (≈10 s on 2 cores)."""
+        if self.config.preload and self.config.backend == "local":
+            self._preload = asyncio.get_running_loop().create_task(self._load_model(), name="classify-preload")
+
+    async def _load_model(self) -> None:
+        try:
+            await self.embedder.aload()
+            log.info("local classification model loaded")
+        except Exception:
+            log.exception("could not preload the local classification model; it loads on first use")
 
     # saved classifiers ------------------------------------------------------------------------------------
     async def save_classifier(self, ctx: RequestContext, raw: bytes) -> dict[str, Any]:

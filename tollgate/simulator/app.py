@@ -27,6 +27,7 @@ from tollgate.simulator.responses import (
     Watch,
     install_log_filter,
 )
+from tollgate.simulator.responses_api import responses_routes
 from tollgate.simulator.wire import (
     INVALID_EVENT,
     ChunkEncoder,
@@ -329,6 +330,7 @@ def create_app(defaults: dict[str, Any] | None = None) -> Starlette:
         Route("/_sim/requests", h.clear_requests, methods=["DELETE"]),
         *anthropic_routes(state),
         *gemini_routes(state),
+        *responses_routes(state),
     ]
     app = Starlette(routes=routes, exception_handlers={404: _http_error, 405: _http_error})
     app.state.sim = state
