@@ -63,7 +63,9 @@ def create_app(settings: Settings, storage: Storage | None = None) -> GatewayApp
         app.state.catalog = catalog
         app.state.writer = writer
         app.state.ledger = ledger
-        billing = Billing(ledger, writer, shared.limiter, server.tiers, server.default_tier)
+        billing = app.state.billing = Billing(
+            ledger, writer, shared.limiter, server.tiers, server.default_tier, shared.allowance
+        )
         router = Router(catalog, settings.config.routing)
         routing = settings.config.routing
         router.auto = load_auto_router(routing.auto_profile, catalog, routing.auto_cost_bias)
@@ -89,6 +91,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> GatewayApp
             yield
         finally:
             await purger.stop()
+            await billing.drain()
             await writer.stop()
             await cache.close()
             await shared.close()

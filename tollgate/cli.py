@@ -167,12 +167,16 @@ def keys_list(account: AccountOpt = None, config: ConfigOpt = None, as_json: Jso
                 "account_id": k.account_id,
                 "created_at": k.created_at,
                 "revoked": k.revoked_at is not None,
+                **_key_limits(k, settings.server),
             }
             for k in await store.list_keys(acct_id)
         ]
 
     rows = _with_storage(settings, run)
-    lines = [f"{r['id']}  {r['prefix']}…  {r['name']}{'  (revoked)' if r['revoked'] else ''}" for r in rows]
+    lines = [
+        f"{r['id']}  {r['prefix']}…  {r['name']}  {_limits_text(r)}{'  (revoked)' if r['revoked'] else ''}"
+        for r in rows
+    ]
     _emit(as_json, rows, "\n".join(lines) or "no keys")
 
 

@@ -201,6 +201,8 @@ class ServerConfig(_Strict):
     default_tier: str | None = None
     tiers: dict[str, TierConfig] = Field(default_factory=default_tiers)
     redis_prefix: str = "tollgate:"
+    # Tokens each account may use free every UTC month (0: none); past it, normal prices.
+    free_tokens_per_month: int = Field(default=0, ge=0)
     # Response cache (deterministic requests only): TTL from the key's tier, else ``cache_ttl``.
     cache: bool = True
     cache_ttl: float = Field(default=300.0, ge=0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tollgate.accounts.allowance import FreeAllowance, LocalAllowance, RedisAllowance
 from tollgate.accounts.balances import BalanceLedger
 from tollgate.accounts.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from tollgate.accounts.redis_balances import RedisBalanceLedger
@@ -21,6 +22,7 @@ class AccountState:
     ledger: BalanceLedger
     limiter: RateLimiter
     redis: Redis | None = None
+    allowance: FreeAllowance | None = None  # None: no monthly free tokens
 
     async def close(self) -> None:
         """After the usage writer stopped: let settles reach Redis, then disconnect."""
@@ -40,9 +42,12 @@ def open_redis(url: str, max_connections: int = 64) -> Redis:
 
 def open_account_state(settings: Settings, storage: Storage) -> AccountState:
     server = settings.server
+    free = server.free_tokens_per_month
     if not settings.redis_url:
-        return AccountState(BalanceLedger(storage, server.grace_buffer), LocalRateLimiter())
+        allowance = LocalAllowance(storage, free) if free else None
+        return AccountState(BalanceLedger(storage, server.grace_buffer), LocalRateLimiter(), None, allowance)
     redis = open_redis(settings.redis_url)
     ledger = RedisBalanceLedger(storage, server.grace_buffer, redis, server.redis_prefix)
     slot_ttl = int(server.upstream_timeout) + 60
-    return AccountState(ledger, RedisRateLimiter(redis, server.redis_prefix, slot_ttl), redis)
+    shared = RedisAllowance(storage, free, redis, server.redis_prefix) if free else None
+    return AccountState(ledger, RedisRateLimiter(redis, server.redis_prefix, slot_ttl), redis, shared)

@@ -144,6 +144,10 @@ class RateLimiter(Protocol):
         concurrency slot. Idempotent; never waits."""
         ...
 
+    async def peek(self, key_id: str, limits: Limits) -> dict[str, str]:
+        """The ``X-RateLimit-*`` headers of the current window, counting nothing (for cache hits)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -195,6 +199,13 @@ class LocalRateLimiter:
             w.tokens = max(0, w.tokens + tokens - grant.tokens)
         if grant.holds_slot:
             w.inflight = max(0, w.inflight - 1)
+
+    async def peek(self, key_id: str, limits: Limits) -> dict[str, str]:
+        window = current_window()
+        w = self._keys.get(key_id)
+        if w is None or w.window != window:
+            return window_headers(limits, window, 0, 0)
+        return window_headers(limits, window, w.requests, w.tokens)
 
     async def close(self) -> None:
         """Nothing to release: settles happen in place."""
@@ -287,6 +298,19 @@ class RedisRateLimiter:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("rate-limit settle failed", exc_info=task.exception())
+
+    async def peek(self, key_id: str, limits: Limits) -> dict[str, str]:
+        """Headers for the current window; without Redis, none (a cache hit must not fail)."""
+        window = current_window()
+        if limits.unlimited:
+            return {}
+        req_key, tok_key, _ = self._keys(key_id, window)
+        try:
+            requests, tokens = await self._redis.mget([req_key, tok_key])
+        except RedisError:
+            log.warning("rate-limit state unavailable for a cache hit's headers", exc_info=True)
+            return {}
+        return window_headers(limits, window, int(requests or 0), int(tokens or 0))
 
     async def close(self) -> None:
         if self._tasks:

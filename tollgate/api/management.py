@@ -1,7 +1,7 @@
 """The management API (errors in the ``{error, code, message, details, docs_url}`` shape):
 
 - ``GET /v1/keys`` · ``POST /v1/keys`` (the secret is returned once) · ``DELETE /v1/keys/{id}`` (revoke)
-- ``GET /v1/balance``: balance, spent, grace buffer
+- ``GET /v1/balance``: balance, spent, grace buffer, free tokens left this month
 - ``GET /v1/usage?start=&end=&group_by=day|model|key``: totals over a range (dates or Unix times)
 - ``GET /v1/logs?limit=&before=``: request logs, newest first; bodies only where the key logged them
 
@@ -30,6 +30,7 @@ from starlette.responses import Response
 from tollgate.accounts.keys import Authenticator, generate_key, key_from_headers
 from tollgate.api.http import json_response, read_request_body
 from tollgate.errors import NotFoundError, ValidationError
+from tollgate.services.billing import Billing
 from tollgate.settings import Settings
 from tollgate.storage.base import KeyRecord, LogEntry, Storage, UsageTotal
 
@@ -228,6 +229,7 @@ async def get_balance(request: Request) -> Response:
     if acct is None:
         raise NotFoundError("The account no longer exists.")
     settings: Settings = request.app.state.settings
+    billing: Billing = request.app.state.billing
     return json_response(
         orjson.dumps(
             {
@@ -237,6 +239,9 @@ async def get_balance(request: Request) -> Response:
                 "balance": _money(acct.balance),
                 "spent": _money(acct.spent),
                 "grace_buffer": _money(settings.server.grace_buffer),
+                # ``null`` when no monthly free allowance is configured (``server.free_tokens_per_month``)
+                "free_tokens_per_month": settings.server.free_tokens_per_month or None,
+                "free_tokens_remaining": await billing.free_tokens_remaining(acct.id, time.time()),
             }
         )
     )

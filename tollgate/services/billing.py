@@ -3,13 +3,23 @@
 ``admit`` checks the key's rate limits and reserves the most a request can cost; ``finish`` corrects the
 rate-limit token count, releases the concurrency slot, settles the reservation to the actual cost and hands
 exactly one usage row to the writer, for successes and failures alike.
+
+With a monthly free allowance (``accounts/allowance.py``), a request's tokens are counted against it when it
+settles: the part within the allowance is free, so the reservation (taken at the full price) settles to the
+cost of the rest, and the usage row carries that cost. Counting may need Redis, so ``finish`` then settles in
+a task of its own (``drain`` waits for those at shutdown, before the usage writer stops).
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import logging
 from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
+from tollgate.accounts.allowance import FreeAllowance, billable
 from tollgate.accounts.balances import BalanceLedger, Reservation
 from tollgate.accounts.pricing import cost_of, max_cost
 from tollgate.accounts.ratelimit import LocalRateLimiter, RateLimiter, limits_for
@@ -21,6 +31,8 @@ from tollgate.services.context import RequestContext
 from tollgate.settings import Pricing, TierConfig
 from tollgate.storage.base import UsageRow
 
+log = logging.getLogger("tollgate.billing")
+
 
 class Billing:
     def __init__(
@@ -30,12 +42,27 @@ class Billing:
         limiter: RateLimiter | None = None,
         tiers: Mapping[str, TierConfig] | None = None,
         default_tier: str | None = None,
+        allowance: FreeAllowance | None = None,
     ) -> None:
         self.ledger = ledger
         self.writer = writer
         self.limiter: RateLimiter = limiter or LocalRateLimiter()
         self.tiers: Mapping[str, TierConfig] = tiers or {}
         self.default_tier = default_tier
+        self.allowance = allowance
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def limit_headers(self, ctx: RequestContext) -> dict[str, str]:
+        """The key's ``X-RateLimit-*`` headers as they stand, counting nothing (a cache hit's)."""
+        assert ctx.principal is not None
+        limits = limits_for(ctx.principal, self.tiers, self.default_tier)
+        return await self.limiter.peek(ctx.principal.key_id, limits)
+
+    async def free_tokens_remaining(self, account_id: str, when: float) -> int | None:
+        """``None`` when no free allowance is configured."""
+        if self.allowance is None:
+            return None
+        return await self.allowance.remaining(account_id, when)
 
     async def admit(
         self,
@@ -84,9 +111,11 @@ class Billing:
         if pricing is None and target is not None:
             pricing = target.pricing
         cost = cost_of(usage, pricing) if usage is not None and pricing is not None else Decimal(0)
-        if reservation is not None:
-            self.ledger.settle(reservation, cost)
         u = usage or Usage()
+        tokens = u.prompt_tokens + u.completion_tokens
+        free_counted = self.allowance is not None and ctx.principal is not None and tokens > 0
+        if reservation is not None and not free_counted:
+            self.ledger.settle(reservation, cost)
         if ctx.grant is not None:
             self.limiter.settle(ctx.grant, u.prompt_tokens + u.completion_tokens)
         principal = ctx.principal
@@ -113,5 +142,36 @@ class Billing:
             attempts=attempts,
             ttft_ms=ttft_ms,
         )
+        if free_counted:
+            task = asyncio.get_running_loop().create_task(self._settle_free(row, u, pricing, reservation))
+            self._tasks.add(task)
+            task.add_done_callback(self._done)
+            return row
         self.writer.submit_nowait(row)
         return row
+
+    async def _settle_free(
+        self, row: UsageRow, usage: Usage, pricing: Pricing | None, reservation: Reservation | None
+    ) -> None:
+        """Count the row's tokens against the month's allowance, then settle and write it at the rest's cost."""
+        assert self.allowance is not None and row.account_id is not None
+        try:
+            free = await self.allowance.take(
+                row.account_id, row.created_at, usage.prompt_tokens + usage.completion_tokens
+            )
+            if free and pricing is not None:
+                row = dataclasses.replace(row, cost=cost_of(billable(usage, free), pricing))
+        finally:
+            if reservation is not None:
+                self.ledger.settle(reservation, row.cost)
+            self.writer.submit_nowait(row)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("free-allowance settle failed", exc_info=task.exception())
+
+    async def drain(self) -> None:
+        """Wait for settles still counting against the free allowance (at shutdown, before the writer)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

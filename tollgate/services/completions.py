@@ -135,7 +135,10 @@ class CompletionService(Pipeline):
                 native.strip(sent - set(req.body))
                 lookup = Lookup()  # the cache holds chat-shaped answers only
             if lookup.hit is not None:
-                return self._logged(ctx, raw, self._cache_hit(ctx, req, lookup))
+                hit = self._cache_hit(ctx, req, lookup)
+                # The key's rate-limit headers as they stand: a hit counts nothing.
+                hit.headers.update(await self.billing.limit_headers(ctx))
+                return self._logged(ctx, raw, hit)
             max_output = req.max_tokens or targets[0].model.max_output_length
             reservation = await self.billing.admit(ctx, targets, len(raw) // 3 + 16, max_output)
             reply: JsonReply | StreamReply
@@ -207,6 +210,8 @@ class CompletionService(Pipeline):
                 attempts=attempts.count,
             )
             headers = self._headers(ctx, target, attempts.count)
+            # JSON replies only: a stream's headers leave before its usage is known (its last chunk has it).
+            headers["X-Tokens-Used"] = str(usage.prompt_tokens + usage.completion_tokens)
             if call is not None:
                 headers[NATIVE_HEADER] = "responses"
             return JsonReply(body, headers)
