@@ -16,10 +16,12 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from tollgate.accounts.keys import generate_key
+from tollgate.accounts.keys import Principal, generate_key
+from tollgate.accounts.ratelimit import limits_for
 from tollgate.errors import ConfigError
-from tollgate.settings import Settings, load_settings
+from tollgate.settings import ServerConfig, Settings, load_settings
 from tollgate.storage import AccountRecord, SqlStorage, open_storage
+from tollgate.storage.base import KeyRecord
 
 T = TypeVar("T")
 
@@ -48,6 +50,42 @@ def _settings(config: str | None) -> Settings:
 
 def _emit(as_json: bool, data: Any, text: str) -> None:
     typer.echo(json.dumps(data, default=str) if as_json else text)
+
+
+def _key_limits(k: KeyRecord, server: ServerConfig) -> dict[str, Any]:
+    """The key's own tier and overrides (as ``GET /v1/keys`` shows them) and the limits they add up to
+    under this server's tiers and ``default_tier`` (``null``: unlimited)."""
+    principal = Principal(
+        k.id, k.account_id, k.name, tier=k.tier, rpm=k.rpm, tpm=k.tpm, concurrency=k.concurrency
+    )
+    limits = limits_for(principal, server.tiers, server.default_tier)
+    return {
+        "tier": k.tier,
+        "rate_limits": {
+            "requests_per_minute": k.rpm,
+            "tokens_per_minute": k.tpm,
+            "concurrent_requests": k.concurrency,
+        },
+        "effective_tier": limits.tier,
+        "effective_limits": {
+            "requests_per_minute": limits.rpm,
+            "tokens_per_minute": limits.tpm,
+            "concurrent_requests": limits.concurrency,
+        },
+    }
+
+
+def _limits_text(row: dict[str, Any]) -> str:
+    """``tier developer: 60 rpm, 500000 tpm, 5 concurrent`` (``unlimited`` for a missing dimension)."""
+    eff = row["effective_limits"]
+    parts = [
+        f"{eff['requests_per_minute'] or 'unlimited'} rpm",
+        f"{eff['tokens_per_minute'] or 'unlimited'} tpm",
+        f"{eff['concurrent_requests'] or 'unlimited'} concurrent",
+    ]
+    tier = row["effective_tier"]
+    name = "no tier" if tier is None else f"tier {tier}{'' if row['tier'] == tier else ' (default)'}"
+    return f"{name}: {', '.join(parts)}"
 
 
 def _with_storage(settings: Settings, fn: Callable[[SqlStorage], Awaitable[T]]) -> T:

@@ -13,7 +13,8 @@ import openai
 import pytest
 
 from tests.support.gateway import Gateway
-from tests.support.redis import redis_with_prefix
+from tests.support.redis import REDIS_URL, connect, delete_prefix, new_prefix, redis_with_prefix
+from tests.support.servers import run
 from tollgate.services.cache import (
     CacheStore,
     Entry,
@@ -215,3 +216,53 @@ def test_a_failed_answer_is_not_cached(gateway: Gateway) -> None:
     assert ok.status_code == 200 and ok.headers["x-cache"] == "MISS"
     again = httpx.post(url, json=body, headers=headers, timeout=30)
     assert again.status_code == 200 and again.headers["x-cache"] == "HIT"
+
+
+@pytest.mark.parametrize("backend", ["local", "redis"])
+def test_cache_hits_carry_the_rate_limit_headers_as_they_stand(
+    tmp_path: Any, sim: SimServer, backend: str
+) -> None:
+    shared: dict[str, Any] = {}
+    if backend == "redis":
+        shared = {"sections": {"redis_url": REDIS_URL}, "redis_prefix": new_prefix()}
+        run(ping())  # fails, not skips, when Redis is down
+    try:
+        with Gateway(tmp_path, sim.base_url, tiers={"five": {"rpm": 5, "tpm": 100_000}}, **shared) as gw:
+            client = gw.client(gw.create_key(tier="five"))
+            marker = "hdr-" + secrets.token_hex(4)
+            miss = ask(client, marker, temperature=0)
+            used = int(miss.headers["x-tokens-used"])
+            assert used == miss.parse().usage.total_tokens > 0
+            gw.usage_rows(expect=1)  # settled: the token count is corrected to the actual usage
+            for _ in range(2):
+                hit = ask(client, marker, temperature=0)
+                assert hit.headers["x-cache"] == "HIT" and hit.headers["x-tokens-used"] == "0"
+                assert hit.headers["x-ratelimit-limit-requests"] == "5"
+                assert hit.headers["x-ratelimit-remaining-requests"] == "4"
+                assert hit.headers["x-ratelimit-limit-tokens"] == "100000"
+                assert hit.headers["x-ratelimit-remaining-tokens"] == str(100_000 - used)
+                assert int(hit.headers["x-ratelimit-reset"]) > time.time()
+            other = ask(client, marker + "-other", temperature=0)
+            assert other.headers["x-ratelimit-remaining-requests"] == "3"
+    finally:
+        if backend == "redis":
+            run(clean(shared["redis_prefix"]))
+
+
+def test_unlimited_keys_get_no_rate_limit_headers_on_a_hit(gateway: Gateway) -> None:
+    client = gateway.client(gateway.create_key())
+    marker = "nolimits-" + secrets.token_hex(4)
+    ask(client, marker, temperature=0)
+    hit = ask(client, marker, temperature=0)
+    assert hit.headers["x-cache"] == "HIT"
+    assert not [h for h in hit.headers if h.lower().startswith("x-ratelimit")]
+
+
+async def ping() -> None:
+    await (await connect()).aclose()
+
+
+async def clean(prefix: str) -> None:
+    redis = await connect()
+    await delete_prefix(redis, prefix)
+    await redis.aclose()

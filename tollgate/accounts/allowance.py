@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from redis.exceptions import RedisError
 
+from tollgate.accounts.ratelimit import shared_state_unavailable
 from tollgate.providers.usage import Usage
 from tollgate.storage.base import Storage
 
@@ -104,7 +105,8 @@ class LocalAllowance:
         if key not in self._used:
             base = await used_in_month(self._storage, account_id, start, end)
             if key not in self._used:  # another request of the account may have loaded it meanwhile
-                for old in [k for k in self._used if k[1] != label]:
+                previous = month_of(start - 1)[0]  # kept: requests still settling across the boundary
+                for old in [k for k in self._used if k[1] < previous]:
                     del self._used[old]
                 self._used[key] = base
         return key
@@ -152,8 +154,11 @@ class RedisAllowance:
 
     async def remaining(self, account_id: str, when: float) -> int:
         key = self._key(account_id, when)
-        value = await self._redis.get(key)
-        if value is None:
-            await self._create(key, account_id, when)
+        try:
             value = await self._redis.get(key)
+            if value is None:
+                await self._create(key, account_id, when)
+                value = await self._redis.get(key)
+        except RedisError as exc:
+            raise shared_state_unavailable(exc) from exc
         return max(0, self.allowance - int(value or 0))

@@ -20,9 +20,10 @@ TTL
     From the key's tier (``server.tiers.<tier>.cache_ttl``: 5 min / 1 h / 24 h by default), else
     ``server.cache_ttl``.
 
-A hit costs nothing (``X-Tokens-Used: 0``), is not counted against rate limits and still leaves a usage
-row, marked cached. Only complete, successful answers are stored. Headers: ``X-Cache: HIT|MISS``,
-``X-Cache-Key`` (first 16 characters of the key), ``X-Cache-Age`` (seconds, hits only).
+A hit costs nothing (``X-Tokens-Used: 0``), is not counted against rate limits (it carries the key's
+``X-RateLimit-*`` headers as they stand) and still leaves a usage row, marked cached. Only complete,
+successful answers are stored. Headers: ``X-Cache: HIT|MISS``, ``X-Cache-Key`` (first 16 characters of the
+key), ``X-Cache-Age`` (seconds, hits only).
 
 Stores: ``LocalCacheStore`` (in-process LRU with TTL, the default) and ``RedisCacheStore`` (shared by
 replicas; selected when ``redis_url`` is configured).

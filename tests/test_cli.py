@@ -1,0 +1,58 @@
+"""tollgate/cli.py: ``tollgate keys list`` shows each key's tier and the limits it adds up to."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from tests.support.gateway import gateway_config
+from tollgate.cli import app
+
+
+def config(tmp_path: Path, **server: object) -> str:
+    path = tmp_path / "tollgate.yaml"
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    path.write_text(yaml.safe_dump(gateway_config("http://127.0.0.1:9/v1", db_url, **server)))
+    return str(path)
+
+
+def cli(*args: str) -> str:
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_keys_list_shows_tier_and_limits_with_overrides_and_the_default_tier(tmp_path: Path) -> None:
+    cfg = config(tmp_path, default_tier="public")
+    cli("keys", "create", "--name", "dev", "--tier", "developer", "--rpm", "7", "-c", cfg)
+    cli("keys", "create", "--name", "plain", "-c", cfg)
+    lines = cli("keys", "list", "-c", cfg).splitlines()
+    assert "tier developer: 7 rpm, 500000 tpm, 5 concurrent" in lines[0] and "dev" in lines[0]
+    assert "tier public (default): 30 rpm, 150000 tpm, 2 concurrent" in lines[1]
+    rows = json.loads(cli("keys", "list", "--json", "-c", cfg))
+    assert rows[0]["tier"] == "developer"
+    assert rows[0]["rate_limits"] == {
+        "requests_per_minute": 7,
+        "tokens_per_minute": None,
+        "concurrent_requests": None,
+    }
+    assert rows[0]["effective_limits"] == {
+        "requests_per_minute": 7,
+        "tokens_per_minute": 500_000,
+        "concurrent_requests": 5,
+    }
+    assert rows[1]["tier"] is None and rows[1]["effective_tier"] == "public"
+
+
+def test_keys_list_says_unlimited_without_any_tier(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    cli("keys", "create", "-c", cfg)
+    assert "no tier: unlimited rpm, unlimited tpm, unlimited concurrent" in cli("keys", "list", "-c", cfg)
+    assert json.loads(cli("keys", "list", "--json", "-c", cfg))[0]["effective_limits"] == {
+        "requests_per_minute": None,
+        "tokens_per_minute": None,
+        "concurrent_requests": None,
+    }
