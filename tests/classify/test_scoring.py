@@ -29,6 +29,13 @@ def test_examples_pull_a_label_vector_towards_them() -> None:
     assert np.allclose(steered, unit(1, 1, 0))
 
 
+def test_each_example_weighs_as_much_as_the_prompt() -> None:
+    prompt = unit(1, 0, 0)
+    examples = np.concatenate([unit(0, 1, 0)] * 3)
+    steered = scoring.label_matrix([prompt], [examples])
+    assert np.allclose(steered, unit(1, 3, 0))
+
+
 def test_single_label_probabilities_sum_to_one_and_sharpen_with_the_temperature() -> None:
     labels = np.concatenate([unit(1, 0), unit(0, 1)])
     text = unit(0.8, 0.6)

@@ -7,7 +7,6 @@ the client byte for byte.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -21,10 +20,11 @@ from tollgate.errors import (
     UpstreamUnavailableError,
 )
 from tollgate.providers.base import ChatResult, ChatStream, EmbeddingsResult, Provider
-from tollgate.providers.http import HttpClient, transport_error
+from tollgate.providers.http import HttpClient
 from tollgate.providers.openai_responses import ResponsesStream, parse_response
 from tollgate.providers.presets import GENERIC, Preset, adapt_body, preset
-from tollgate.providers.sse import SSESplitter, encode_data, parse_event
+from tollgate.providers.sse import encode_data, parse_event
+from tollgate.providers.upstream_stream import UpstreamSSEStream
 from tollgate.providers.usage import Usage
 from tollgate.settings import ProviderConfig
 
@@ -78,49 +78,11 @@ def prepare_body(
     return orjson.dumps(out)
 
 
-class OpenAIStream(ChatStream):
-    def __init__(self, provider: str, resp: aiohttp.ClientResponse) -> None:
-        super().__init__()
-        self._provider = provider
-        self._resp = resp
-        self._failure: UpstreamBadResponseError | None = None
+class OpenAIStream(UpstreamSSEStream):
+    """OpenAI-compatible chunks relayed as they come, re-framed; reads usage, text and the end marker."""
 
-    async def _frames(self) -> AsyncIterator[bytes]:
-        """One item per upstream read: every complete event of that read, re-framed, in one piece, so a
-        burst of events costs one write to the client instead of one per event. A bad event ends the
-        stream with its error after the good events before it were yielded."""
-        splitter = SSESplitter()
-        try:
-            async for data in self._resp.content.iter_any():
-                out = self._batch(splitter.feed(data))
-                if out:
-                    yield out
-                if self._failure is not None:
-                    raise self._failure
-                if self.finished:
-                    return
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise transport_error(self._provider, exc) from None
-        out = self._batch(splitter.feed(b"\n\n"))
-        if out:
-            yield out
-        if self._failure is not None:
-            raise self._failure
-
-    def _batch(self, events: list[bytes]) -> bytes:
-        frames: list[bytes] = []
-        for raw in events:
-            try:
-                frame = self._handle(raw)
-            except UpstreamBadResponseError as err:
-                self._failure = err
-                break
-            if frame is not None:
-                frames.append(frame)
-        return b"".join(frames)
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._frames()
+    def _event(self, raw: bytes) -> bytes:
+        return self._handle(raw) or b""
 
     def _handle(self, raw: bytes) -> bytes | None:
         _, data = parse_event(raw)
@@ -158,9 +120,6 @@ class OpenAIStream(ChatStream):
                     self.text_parts.append(reasoning)
         self.chunks += 1
         return encode_data(data)
-
-    def close(self) -> None:
-        self._resp.close()
 
 
 class OpenAICompatProvider(Provider):

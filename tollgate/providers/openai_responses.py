@@ -8,16 +8,15 @@ response object, or from the ``response`` of the stream's terminal event (``resp
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import orjson
 
 from tollgate.errors import UpstreamBadResponseError, UpstreamError
-from tollgate.providers.base import ChatResult, ChatStream
-from tollgate.providers.http import transport_error
-from tollgate.providers.sse import SSESplitter, parse_event
+from tollgate.providers.base import ChatResult
+from tollgate.providers.sse import parse_event
+from tollgate.providers.upstream_stream import UpstreamSSEStream
 from tollgate.providers.usage import Usage
 
 TERMINAL = frozenset(("response.completed", "response.incomplete", "response.failed"))
@@ -66,49 +65,18 @@ def parse_response(provider: str, body: bytes) -> ChatResult:
     return ChatResult(body, data, usage_from_responses(data.get("usage")))
 
 
-class ResponsesStream(ChatStream):
+class ResponsesStream(UpstreamSSEStream):
     """The upstream's Responses events, relayed unchanged (one item per upstream read). An ``error`` event
     ends the stream with an ``UpstreamError``; the relay then sends ``failure_event`` in its place."""
 
     native = True
 
     def __init__(self, provider: str, resp: aiohttp.ClientResponse) -> None:
-        super().__init__()
-        self._provider = provider
-        self._resp = resp
+        super().__init__(provider, resp)
         self._seq = -1  # the last sequence_number relayed
 
-    async def _frames(self) -> AsyncIterator[bytes]:
-        splitter = SSESplitter()
-        try:
-            async for data in self._resp.content.iter_any():
-                out, failure = self._batch(splitter.feed(data))
-                if out:
-                    yield out
-                if failure is not None:
-                    raise failure
-                if self.finished:
-                    return
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise transport_error(self._provider, exc) from None
-        out, failure = self._batch(splitter.feed(b"\n\n"))
-        if out:
-            yield out
-        if failure is not None:
-            raise failure
-
-    def _batch(self, events: list[bytes]) -> tuple[bytes, UpstreamError | None]:
-        frames: list[bytes] = []
-        for raw in events:
-            try:
-                if self._handle(raw):
-                    frames.append(raw + b"\n\n")
-            except UpstreamBadResponseError as err:
-                return b"".join(frames), err
-        return b"".join(frames), None
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._frames()
+    def _event(self, raw: bytes) -> bytes:
+        return raw + b"\n\n" if self._handle(raw) else b""
 
     def _handle(self, raw: bytes) -> bool:
         """Read one event; whether it is relayed."""
@@ -147,6 +115,3 @@ class ResponsesStream(ChatStream):
         data: dict[str, Any] = {"type": "error", "code": err.code, "message": err.message, "param": None}
         data["sequence_number"] = self._seq + 1
         return b"event: error\ndata: " + orjson.dumps(data) + b"\n\n"
-
-    def close(self) -> None:
-        self._resp.close()

@@ -19,20 +19,20 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import orjson
 
-from tollgate.errors import UpstreamBadResponseError, UpstreamError
+from tollgate.errors import UpstreamBadResponseError
 from tollgate.providers.anthropic.errors import map_error
 from tollgate.providers.anthropic.request import build_request, json_tool_name
 from tollgate.providers.anthropic.response import to_openai_response, usage_from_anthropic
 from tollgate.providers.anthropic.stream import StreamTranslator
 from tollgate.providers.base import ChatResult, ChatStream, Provider
-from tollgate.providers.http import HttpClient, transport_error
-from tollgate.providers.sse import SSESplitter, encode_data, parse_event
+from tollgate.providers.http import HttpClient
+from tollgate.providers.sse import encode_data, parse_event
+from tollgate.providers.upstream_stream import UpstreamSSEStream
 from tollgate.settings import ProviderConfig
 
 __all__ = ["API_VERSION", "AnthropicProvider", "AnthropicStream", "messages_url"]
@@ -46,7 +46,7 @@ def messages_url(base_url: str) -> str:
     return base + ("/messages" if base.endswith("/v1") else "/v1/messages")
 
 
-class AnthropicStream(ChatStream):
+class AnthropicStream(UpstreamSSEStream):
     """Reads Anthropic's SSE events and yields OpenAI chunk frames: one item per upstream read.
 
     ``finished`` turns true on ``message_stop``, which is also when the folded ``usage`` is set and the
@@ -55,47 +55,11 @@ class AnthropicStream(ChatStream):
     """
 
     def __init__(self, provider: str, resp: aiohttp.ClientResponse, translator: StreamTranslator) -> None:
-        super().__init__()
-        self._provider = provider
-        self._resp = resp
+        super().__init__(provider, resp)
         self._translator = translator
-        self._failure: UpstreamError | None = None
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._frames()
-
-    async def _frames(self) -> AsyncIterator[bytes]:
-        splitter = SSESplitter()
-        try:
-            async for data in self._resp.content.iter_any():
-                out = self._batch(splitter.feed(data))
-                if out:
-                    yield out
-                if self._failure is not None:
-                    raise self._failure
-                if self.finished:
-                    return
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise transport_error(self._provider, exc) from None
-        out = self._batch(splitter.feed(b"\n\n"))
-        if out:
-            yield out
-        if self._failure is not None:
-            raise self._failure
-
-    def _batch(self, events: list[bytes]) -> bytes:
-        frames: list[bytes] = []
-        for raw in events:
-            try:
-                chunks = self._handle(raw)
-            except UpstreamError as err:
-                self._failure = err
-                break
-            for chunk in chunks:
-                frames.append(self._frame(chunk))
-            if self.finished:
-                break
-        return b"".join(frames)
+    def _event(self, raw: bytes) -> bytes:
+        return b"".join(self._frame(chunk) for chunk in self._handle(raw))
 
     def _frame(self, chunk: dict[str, Any]) -> bytes:
         if not self.chunks:
@@ -132,9 +96,6 @@ class AnthropicStream(ChatStream):
             self.usage = translator.usage
             chunks.append(translator.usage_chunk())
         return chunks
-
-    def close(self) -> None:
-        self._resp.close()
 
 
 class AnthropicProvider(Provider):

@@ -15,20 +15,20 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import orjson
 
-from tollgate.errors import UpstreamBadResponseError, UpstreamError
+from tollgate.errors import UpstreamBadResponseError
 from tollgate.providers.base import ChatResult, ChatStream, Provider
 from tollgate.providers.gemini.errors import map_error
 from tollgate.providers.gemini.request import build_request, endpoint_path
 from tollgate.providers.gemini.response import to_openai_response, usage_from_gemini
 from tollgate.providers.gemini.stream import StreamTranslator
-from tollgate.providers.http import HttpClient, transport_error
-from tollgate.providers.sse import SSESplitter, encode_data, parse_event
+from tollgate.providers.http import HttpClient
+from tollgate.providers.sse import encode_data, parse_event
+from tollgate.providers.upstream_stream import UpstreamSSEStream
 from tollgate.settings import ProviderConfig
 
 __all__ = ["DEFAULT_BASE_URL", "GeminiProvider", "GeminiStream"]
@@ -47,7 +47,7 @@ def _model_of(data: dict[str, Any], upstream_model: str) -> str:
     return version if isinstance(version, str) and version else upstream_model
 
 
-class GeminiStream(ChatStream):
+class GeminiStream(UpstreamSSEStream):
     """One ``streamGenerateContent?alt=sse`` response, re-framed as OpenAI chunks.
 
     Each upstream read becomes at most one yielded item holding every frame that read completed. Once every
@@ -56,37 +56,18 @@ class GeminiStream(ChatStream):
     the relay estimates.
     """
 
+    stop_when_finished = False  # Gemini sends no end marker: read until the connection closes
+
     def __init__(self, provider: str, resp: aiohttp.ClientResponse, upstream_model: str) -> None:
-        super().__init__()
-        self._provider = provider
-        self._resp = resp
+        super().__init__(provider, resp)
         self._model = upstream_model
         self._translator: StreamTranslator | None = None
-        self._failure: UpstreamError | None = None
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._frames()
+    def _event(self, raw: bytes) -> bytes:
+        return b"".join(self._handle(raw))
 
-    async def _frames(self) -> AsyncIterator[bytes]:
-        splitter = SSESplitter()
-        try:
-            async for data in self._resp.content.iter_any():
-                out = self._batch(splitter.feed(data))
-                if self._failure is None:
-                    out += self._ending()
-                if out:
-                    yield out
-                if self._failure is not None:
-                    raise self._failure
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise transport_error(self._provider, exc) from None
-        out = self._batch(splitter.feed(b"\n\n"))
-        if self._failure is None:
-            out += self._ending()
-        if out:
-            yield out
-        if self._failure is not None:
-            raise self._failure
+    def _after_read(self) -> bytes:
+        return self._ending()
 
     def _ending(self) -> bytes:
         """Once every choice finished: ``finished``, and the usage chunk as soon as usage is known (Gemini
@@ -100,16 +81,6 @@ class GeminiStream(ChatStream):
             return b""
         sent, self.usage = self.usage is not None, usage
         return b"" if sent else encode_data(orjson.dumps(translator.usage_chunk()))
-
-    def _batch(self, events: list[bytes]) -> bytes:
-        frames: list[bytes] = []
-        for raw in events:
-            try:
-                frames.extend(self._handle(raw))
-            except UpstreamError as err:
-                self._failure = err
-                break
-        return b"".join(frames)
 
     def _handle(self, raw: bytes) -> list[bytes]:
         _, data = parse_event(raw)
@@ -150,9 +121,6 @@ class GeminiStream(ChatStream):
             args = call.get("function", {}).get("arguments")
             if isinstance(args, str) and args:
                 self.text_parts.append(args)
-
-    def close(self) -> None:
-        self._resp.close()
 
 
 class GeminiProvider(Provider):
