@@ -4,7 +4,10 @@ Every vector is L2-normalised, so a dot product is a cosine similarity.
 
 **Label vectors.** Each label's prompts (``prompts.label_prompts``: the label name in a ``text_type`` template,
 plus its description when given) are embedded and averaged; when the request gives ``examples`` for the label,
-the mean of their embeddings is added with equal weight (a prototype), and the sum is normalised again.
+the label vector is the mean of that prompt vector and every example's embedding — the prompt weighs as much
+as one example, so the more examples, the more the prototype follows the data (with equal weight for the
+prompt and the examples' mean, 250 examples of SpamAssassin mail reached 0.69 accuracy against 0.89 for
+the examples alone; see ``bench/classify.py``) — and normalised again.
 
 **Single label (``/v1/classify``).** ``p = softmax(cos / T)`` over the labels: temperature scaling (Guo et al.,
 2017) of the cosine similarities. ``T = 0.027`` minimises the negative log-likelihood of the true labels on the
@@ -42,12 +45,13 @@ def normalise(v: npt.NDArray[np.floating]) -> Vectors:
 
 
 def label_matrix(prompt_vectors: Sequence[Vectors], example_vectors: Sequence[Vectors | None]) -> Vectors:
-    """One row per label: its prompts' mean, plus its examples' mean with equal weight, normalised."""
+    """One row per label: the mean of its prompts' mean and each of its examples (the prompt counts as one
+    example), normalised."""
     rows = []
     for prompts, examples in zip(prompt_vectors, example_vectors, strict=True):
         row = prompts.mean(axis=0)
         if examples is not None and len(examples):
-            row = row + examples.mean(axis=0)
+            row = (row + examples.sum(axis=0)) / (len(examples) + 1)
         rows.append(row)
     return normalise(np.stack(rows))
 
