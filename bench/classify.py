@@ -57,7 +57,9 @@ def label_vectors(
     examples: dict[str, list[str]],
     descriptions: dict[str, str] | None = None,
 ) -> np.ndarray:
-    prompts = [emb.encode(label_prompts(label, (descriptions or {}).get(label), text_type)) for label in labels]
+    prompts = [
+        emb.encode(label_prompts(label, (descriptions or {}).get(label), text_type)) for label in labels
+    ]
     ex = [emb.encode(examples[label]) if examples.get(label) else None for label in labels]
     return scoring.label_matrix(prompts, ex)
 
@@ -73,15 +75,19 @@ def quality(emb: Embedder) -> list[str]:
         y = np.array([labels.index(r["label"]) for r in rows])
         fit = np.array([r["split"] == "fit" for r in rows])
         zero = label_vectors(emb, labels, text_type, {})
-        examples = {lab: [r["text"] for r in rows if r["label"] == lab and r["split"] == "fit"][:3] for lab in labels}
+        examples = {
+            lab: [r["text"] for r in rows if r["label"] == lab and r["split"] == "fit"][:3] for lab in labels
+        }
         shot = label_vectors(emb, labels, text_type, examples)
         fit_cos.append(x[fit] @ zero.T)
         fit_y.append(y[fit])
         evals[name] = (x[~fit], y[~fit], zero, shot)
     t = calibration.fit_temperature(fit_cos, fit_y)
     a, b = calibration.fit_platt(fit_cos, fit_y)
-    lines.append(f"fitted on the fit half: T={t:.3f} (shipped {scoring.TEMPERATURE}), "
-                 f"Platt A={a:.1f} B={b:.1f} (shipped {scoring.PLATT_A}, {scoring.PLATT_B})")
+    lines.append(
+        f"fitted on the fit half: T={t:.3f} (shipped {scoring.TEMPERATURE}), "
+        f"Platt A={a:.1f} B={b:.1f} (shipped {scoring.PLATT_A}, {scoring.PLATT_B})"
+    )
     for name, (x, y, zero, shot) in evals.items():
         for kind, vecs in (("zero-shot", zero), ("3 examples/label", shot)):
             p = scoring.single_label(x, vecs)
@@ -163,8 +169,10 @@ def public_quality(emb: Embedder) -> list[str]:
     report(f"all {fit.sum()} fit rows as examples", [scoring.label_matrix(prompts, pools)])
     # diagnostic, not what the backend does: the fit rows' centroids alone, without the label prompts
     report("fit centroids, no prompts", [scoring.normalise(np.stack([pool.mean(axis=0) for pool in pools]))])
-    lines.append("  (T refit: NLL-best temperature on the fit rows over calibration.fit_temperature's grid "
-                 "0.005-0.199; 0.199 is the grid's edge, i.e. the fit wants flatter probabilities still)")
+    lines.append(
+        "  (T refit: NLL-best temperature on the fit rows over calibration.fit_temperature's grid "
+        "0.005-0.199; 0.199 is the grid's edge, i.e. the fit wants flatter probabilities still)"
+    )
     return lines
 
 
@@ -223,12 +231,16 @@ def main() -> None:
     t0 = time.perf_counter()
     emb.load()
     loadavg = os.getloadavg()[0]
-    print(f"model load: {time.perf_counter() - t0:.1f} s; load average {loadavg:.1f} on {os.cpu_count()} cores")
+    print(
+        f"model load: {time.perf_counter() - t0:.1f} s; load average {loadavg:.1f} on {os.cpu_count()} cores"
+    )
     for line in public_quality(emb):
         print(line)
     public = [r["text"] for r in load(PUBLIC)]
     print(f"speed on {PUBLIC} ({PUBLIC_TYPE}s, 2 labels):")
-    for line in speed(emb, public, label_vectors(emb, sorted(PUBLIC_LABELS), PUBLIC_TYPE, {}), args.batch_texts):
+    for line in speed(
+        emb, public, label_vectors(emb, sorted(PUBLIC_LABELS), PUBLIC_TYPE, {}), args.batch_texts
+    ):
         print(line)
     print("secondary, hand-written sets (tests/fixtures/classify):")
     for line in quality(emb):

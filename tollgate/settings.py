@@ -112,6 +112,7 @@ class ProviderConfig(_Strict):
         if v is not None and v not in PRESETS:
             raise ValueError(f"unknown preset {v!r}; known presets: {', '.join(sorted(PRESETS))}")
         return v
+
     max_queue: int = Field(default=64, ge=0)
 
     @field_validator("base_url", mode="before")
@@ -308,7 +309,9 @@ class Config(_Strict):
                     )
         llm_model = self.classification.llm_model
         if llm_model is not None and llm_model not in ids:
-            raise ValueError(f"classification.llm_model: {llm_model!r} is not a declared model (declared: {ids})")
+            raise ValueError(
+                f"classification.llm_model: {llm_model!r} is not a declared model (declared: {ids})"
+            )
         return self
 
 
@@ -343,7 +346,9 @@ def _without_providers(config: Config, hidden: set[str]) -> Config:
     for m in config.models:
         kept = [d for d in m.deployments if d.provider not in hidden]
         if kept:
-            models.append(m if len(kept) == len(m.deployments) else m.model_copy(update={"deployments": kept}))
+            models.append(
+                m if len(kept) == len(m.deployments) else m.model_copy(update={"deployments": kept})
+            )
     providers = [p for p in config.providers if p.name not in hidden]
     return config.model_copy(update={"providers": providers, "models": models})
 

@@ -58,15 +58,30 @@ def shared(tmp_path_factory: pytest.TempPathFactory, sim: SimServer) -> Iterator
     ("path", "body", "field", "message"),
     [
         ("/classify", {**VALID, "labels": ["a", "a"]}, "labels", "Labels must be unique"),
-        ("/classify", {"text": "hi"}, "labels", "'labels' is required unless 'classifier' names a saved classifier"),
-        ("/classify", {**VALID, "labels": []}, "labels", "'labels' must have between 1 and 200 labels; got 0"),
+        (
+            "/classify",
+            {"text": "hi"},
+            "labels",
+            "'labels' is required unless 'classifier' names a saved classifier",
+        ),
+        (
+            "/classify",
+            {**VALID, "labels": []},
+            "labels",
+            "'labels' must have between 1 and 200 labels; got 0",
+        ),
         (
             "/classify",
             {**VALID, "labels": [f"l{i}" for i in range(201)]},
             "labels",
             "'labels' must have between 1 and 200 labels; got 201",
         ),
-        ("/classify", {**VALID, "labels": ["x" * 101]}, "labels", "'labels' is 101 characters; the limit is 100"),
+        (
+            "/classify",
+            {**VALID, "labels": ["x" * 101]},
+            "labels",
+            "'labels' is 101 characters; the limit is 100",
+        ),
         ("/classify", {**VALID, "labels": ["a", 3]}, "labels", "'labels' must be a string"),
         ("/classify", {"labels": ["a"]}, "text", "'text' is required unless 'image' or 'file' is given"),
         ("/classify", {**VALID, "text": "  "}, "text", "'text' must not be empty"),
@@ -86,12 +101,27 @@ def shared(tmp_path_factory: pytest.TempPathFactory, sim: SimServer) -> Iterator
         ),
         ("/classify", {**VALID, "model": "gpt-4o"}, "model", None),
         ("/classify", {**VALID, "threshold": 0.3}, "threshold", None),
-        ("/classify", {**VALID, "image": ["https://x/y.png"] * 21}, "image", "'image' takes between 1 and 20 images"),
+        (
+            "/classify",
+            {**VALID, "image": ["https://x/y.png"] * 21},
+            "image",
+            "'image' takes between 1 and 20 images",
+        ),
         ("/classify", {**VALID, "file": "not base64!"}, "file", "'file' is not valid base64"),
         ("/classify", {**VALID, "classifier": "bad name@v0"}, "classifier", None),
-        ("/classify", {**VALID, "classifier": "saved"}, "labels", "Give either 'classifier' or 'labels', not both"),
+        (
+            "/classify",
+            {**VALID, "classifier": "saved"},
+            "labels",
+            "Give either 'classifier' or 'labels', not both",
+        ),
         ("/tag", {**VALID, "threshold": 1.5}, "threshold", "'threshold' must be a number between 0 and 1"),
-        ("/classify/batch", {"texts": [], "labels": ["a"]}, "texts", "'texts' must be an array of 1 to 1000 strings"),
+        (
+            "/classify/batch",
+            {"texts": [], "labels": ["a"]},
+            "texts",
+            "'texts' must be an array of 1 to 1000 strings",
+        ),
         (
             "/tag/batch",
             {"texts": ["x"] * 1001, "labels": ["a"]},
@@ -209,9 +239,19 @@ def test_tag_returns_the_labels_above_the_threshold(gateway: Gateway) -> None:
 
 def test_batch_keeps_input_order_reports_item_errors_and_caches_per_item(gateway: Gateway) -> None:
     key = gateway.create_key()
-    texts = [CHARGED_TWICE, "", "The parcel never arrived and tracking shows nothing.", "The app crashes on start."]
+    texts = [
+        CHARGED_TWICE,
+        "",
+        "The parcel never arrived and tracking shows nothing.",
+        "The app crashes on start.",
+    ]
     descriptions = {"technical": "the software has a bug, an error or crashes"}
-    body = {"texts": texts, "labels": TICKET_LABELS, "descriptions": descriptions, "text_type": "support ticket"}
+    body = {
+        "texts": texts,
+        "labels": TICKET_LABELS,
+        "descriptions": descriptions,
+        "text_type": "support ticket",
+    }
     with client(gateway, key) as c:
         r = c.post("/classify/batch", json=body)
         again = c.post("/classify/batch", json={**body, "texts": [texts[0], "A new text about a refund."]})
@@ -278,7 +318,9 @@ def test_a_docx_file_is_classified_from_its_text(gateway: Gateway) -> None:
     data = base64.b64encode(docx_bytes("Invoice dispute", CHARGED_TWICE)).decode()
     with client(gateway, key) as c:
         r = c.post("/classify", json={"file": data, "labels": TICKET_LABELS, "text_type": "support ticket"})
-        bad = c.post("/classify", json={"file": base64.b64encode(b"PK\x03\x04broken").decode(), "labels": ["a"]})
+        bad = c.post(
+            "/classify", json={"file": base64.b64encode(b"PK\x03\x04broken").decode(), "labels": ["a"]}
+        )
     assert r.status_code == 200, r.text
     assert r.json()["label"] == "billing" and r.json()["visual_tokens"] == 0
     assert bad.status_code == 422 and bad.json()["details"] == {"field": "file"}
@@ -292,10 +334,15 @@ def test_a_pdf_file_is_classified_from_its_text_and_refused_when_unreadable(gate
     body = {"labels": TICKET_LABELS, "text_type": "support ticket"}
     with client(gateway, key) as c:
         r = c.post("/classify", json={**body, "file": pdf})
-        refused = [c.post("/classify", json={**body, "file": f}).json()["message"] for f in (encrypted, blank)]
+        refused = [
+            c.post("/classify", json={**body, "file": f}).json()["message"] for f in (encrypted, blank)
+        ]
     assert r.status_code == 200, r.text
     assert r.json()["label"] == "shipping"
-    assert refused == ["The PDF is encrypted; send an unencrypted copy", "The document has no extractable text"]
+    assert refused == [
+        "The PDF is encrypted; send an unencrypted copy",
+        "The document has no extractable text",
+    ]
 
 
 # the LLM backend ----------------------------------------------------------------------------------------
@@ -318,7 +365,9 @@ def llm_gateway(tmp_path: Path, sim: SimServer) -> Iterator[Gateway]:
         yield gw
 
 
-def test_the_llm_backend_asks_the_chat_model_with_the_labels_as_an_enum(llm_gateway: Gateway, sim: SimServer) -> None:
+def test_the_llm_backend_asks_the_chat_model_with_the_labels_as_an_enum(
+    llm_gateway: Gateway, sim: SimServer
+) -> None:
     key = llm_gateway.create_key()
     sim.clear()
     with client(llm_gateway, key) as c:

@@ -29,7 +29,10 @@ def test_docx_pages_split_at_page_breaks() -> None:
 
 def test_a_docx_over_the_page_limit_is_refused() -> None:
     pages = [f"page {i}" for i in range(MAX_PAGES + 1)]
-    assert refusal(docx_bytes(*pages)) == f"The document has more than {MAX_PAGES} pages; the limit is {MAX_PAGES}"
+    assert (
+        refusal(docx_bytes(*pages))
+        == f"The document has more than {MAX_PAGES} pages; the limit is {MAX_PAGES}"
+    )
 
 
 def test_a_pdf_without_text_is_refused() -> None:

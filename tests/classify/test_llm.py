@@ -19,7 +19,9 @@ MULTI = Spec(labels=("billing", "shipping"), mode="multi")
 def completion(content: str, tokens: list[tuple[str, float]] | None = None) -> dict[str, Any]:
     choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": content}}
     if tokens is not None:
-        choice["logprobs"] = {"content": [{"token": t, "logprob": lp, "top_logprobs": []} for t, lp in tokens]}
+        choice["logprobs"] = {
+            "content": [{"token": t, "logprob": lp, "top_logprobs": []} for t, lp in tokens]
+        }
     return {"choices": [choice], "usage": {"prompt_tokens": 50, "completion_tokens": 8, "total_tokens": 58}}
 
 
@@ -28,14 +30,19 @@ def test_the_request_constrains_the_answer_to_the_labels() -> None:
     schema = body["response_format"]["json_schema"]["schema"]
     assert schema["properties"]["label"]["enum"] == ["billing", "shipping"]
     assert body["logprobs"] is True and body["temperature"] == 0 and body["model"] == "sim-small"
-    assert "support ticket" in body["messages"][0]["content"] and "billing: money" in body["messages"][0]["content"]
+    assert (
+        "support ticket" in body["messages"][0]["content"]
+        and "billing: money" in body["messages"][0]["content"]
+    )
     assert body["messages"][1] == {"role": "user", "content": "charged twice"}
     multi = chat_body("m", MULTI, "x", ["https://example.com/a.png", "aGVsbG8="])["response_format"]
     assert multi["json_schema"]["schema"]["required"] == ["billing", "shipping"]
 
 
 def test_images_become_image_parts() -> None:
-    content = chat_body("m", SINGLE, "look", ["https://example.com/a.png", "aGVsbG8="])["messages"][1]["content"]
+    content = chat_body("m", SINGLE, "look", ["https://example.com/a.png", "aGVsbG8="])["messages"][1][
+        "content"
+    ]
     assert content == [
         {"type": "text", "text": "look"},
         {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},

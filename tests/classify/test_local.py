@@ -42,7 +42,11 @@ async def test_texts_get_the_label_they_point_at_and_label_vectors_are_embedded_
     first = await local.classify(SPEC, ["about billing", "about shipping"])
     again = await local.classify(SPEC, ["about technical"])
     assert [r["label"] for r in first + again] == ["billing", "shipping", "technical"]
-    assert fake.encoded[0] == ["A ticket about billing.", "A ticket about shipping.", "A ticket about technical."]
+    assert fake.encoded[0] == [
+        "A ticket about billing.",
+        "A ticket about shipping.",
+        "A ticket about technical.",
+    ]
     assert len(fake.encoded) == 3, "labels once, then only the texts"
     assert await local.count_tokens(["a b c"]) == [5]
 

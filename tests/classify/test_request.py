@@ -49,7 +49,9 @@ def test_a_classifier_replaces_labels_and_may_be_pinned() -> None:
 
 def test_files_and_images_replace_text() -> None:
     data = base64.b64encode(b"%PDF-1.4").decode()
-    req = parse_request({"file": f"data:application/pdf;base64,{data}", "labels": ["a"]}, multi=False, batch=False)
+    req = parse_request(
+        {"file": f"data:application/pdf;base64,{data}", "labels": ["a"]}, multi=False, batch=False
+    )
     assert req.file == b"%PDF-1.4" and req.texts == []
     req = parse_request({"image": "https://example.com/a.png", "labels": ["a"]}, multi=False, batch=False)
     assert req.images == ["https://example.com/a.png"]

@@ -120,7 +120,10 @@ async def test_thought_parts_only_when_thoughts_are_asked_for(http: aiohttp.Clie
     )
     thought, text = data["candidates"][0]["content"]["parts"]
     assert thought["thought"] is True and text == {"text": "lorem "}
-    assert data["usageMetadata"]["thoughtsTokenCount"] == 9 and data["usageMetadata"]["totalTokenCount"] == 9 + 1 + 9
+    assert (
+        data["usageMetadata"]["thoughtsTokenCount"] == 9
+        and data["usageMetadata"]["totalTokenCount"] == 9 + 1 + 9
+    )
     hidden = orjson.loads((await call(http, "m@thoughts_tokens=9,completion_tokens=1", CONTENTS))[2])
     assert len(hidden["candidates"][0]["content"]["parts"]) == 1
     assert hidden["usageMetadata"]["thoughtsTokenCount"] == 9

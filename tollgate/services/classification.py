@@ -101,7 +101,9 @@ class ClassificationService(Pipeline):
         """Load the local model in the background now (``classification.preload``), so the first request
         does not wait for it (≈10 s on 2 cores)."""
         if self.config.preload and self.config.backend == "local":
-            self._preload = asyncio.get_running_loop().create_task(self._load_model(), name="classify-preload")
+            self._preload = asyncio.get_running_loop().create_task(
+                self._load_model(), name="classify-preload"
+            )
 
     async def _load_model(self) -> None:
         try:

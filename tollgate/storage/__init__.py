@@ -3,4 +3,12 @@
 from tollgate.storage.base import AccountRecord, ClassifierRecord, KeyRecord, Storage, UsageRow
 from tollgate.storage.sql import SqlStorage, open_storage
 
-__all__ = ["AccountRecord", "ClassifierRecord", "KeyRecord", "SqlStorage", "Storage", "UsageRow", "open_storage"]
+__all__ = [
+    "AccountRecord",
+    "ClassifierRecord",
+    "KeyRecord",
+    "SqlStorage",
+    "Storage",
+    "UsageRow",
+    "open_storage",
+]

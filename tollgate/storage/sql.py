@@ -215,11 +215,17 @@ class SqlStorage(LogQueries):
         for attempt in range(5):
             try:
                 async with self.engine.begin() as conn:
-                    latest = (await conn.execute(select(func.max(classifiers.c.version)).where(owned))).scalar()
+                    latest = (
+                        await conn.execute(select(func.max(classifiers.c.version)).where(owned))
+                    ).scalar()
                     version = int(latest or 0) + 1
                     await conn.execute(
                         classifiers.insert().values(
-                            account_id=account_id, name=name, version=version, definition=definition, created_at=when
+                            account_id=account_id,
+                            name=name,
+                            version=version,
+                            definition=definition,
+                            created_at=when,
                         )
                     )
                 return ClassifierRecord(account_id, name, version, definition, when)
@@ -229,7 +235,9 @@ class SqlStorage(LogQueries):
                     raise
         raise AssertionError("unreachable")
 
-    async def get_classifier(self, account_id: str, name: str, version: int | None = None) -> ClassifierRecord | None:
+    async def get_classifier(
+        self, account_id: str, name: str, version: int | None = None
+    ) -> ClassifierRecord | None:
         q = select(classifiers).where(classifiers.c.account_id == account_id, classifiers.c.name == name)
         q = q.where(classifiers.c.version == version) if version is not None else q
         async with self.engine.connect() as conn:
