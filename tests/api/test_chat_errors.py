@@ -208,3 +208,24 @@ def test_unknown_route_and_method_answer_json(gateway: Gateway) -> None:
     assert r.json()["code"] == "NOT_FOUND" and "/v1/nope" in r.json()["message"]
     r = httpx.get(gateway.base_url + "/chat/completions")
     assert r.status_code == 405 and "GET" in r.json()["error"]["message"]
+
+
+def test_a_defect_inside_the_gateway_is_a_500_that_still_leaves_its_row(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tollgate.providers.openai_compat import OpenAICompatProvider
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("simulated defect")
+
+    monkeypatch.setattr(OpenAICompatProvider, "chat", broken)
+    key = gateway.create_key(balance="1")
+    r = post(gateway, key, {"model": "sim-small", "messages": USER})
+    assert r.status_code == 500
+    err = r.json()["error"]
+    assert "Internal error" in err["message"] and "simulated defect" not in r.text
+    (row,) = gateway.usage_rows(expect=1)
+    assert row.status == 500 and row.cost == 0
+    # The reservation was released: the whole balance is still available to the next request.
+    ledger = gateway.server.server.config.app.state.ledger
+    assert ledger.available(row.account_id) == 1

@@ -7,6 +7,7 @@ upstream serves the Responses API itself (``NativeRequest``), which get the requ
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ from tollgate.services.context import JsonReply, RequestContext, StreamReply
 from tollgate.services.pipeline import Pipeline, final_failure
 from tollgate.services.request_log import RequestLogger
 from tollgate.tokens import count_messages, count_text
+
+log = logging.getLogger("tollgate.completions")
 
 CLIENT_CLOSED = 499
 NATIVE_HEADER = "X-Tollgate-Upstream-API"  # "responses": the reply is the upstream's own Responses answer
@@ -156,6 +159,12 @@ class CompletionService(Pipeline):
             if self.request_log is not None:
                 self.request_log.failed(ctx, raw)
             raise
+        except Exception as exc:
+            # A defect, not the client's fault: still one usage row and the reservation released.
+            log.exception("request %s failed inside the gateway", ctx.request_id)
+            internal = TollgateError("Internal error in the gateway; it has been logged. Retry the request.")
+            self._failed(ctx, reservation, model, internal)
+            raise internal from exc
 
     async def _json(
         self,
