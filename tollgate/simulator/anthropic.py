@@ -32,7 +32,14 @@ from starlette.types import Receive, Scope, Send
 
 from tollgate.simulator import generate
 from tollgate.simulator.behaviour import Behaviour, OptionError, build_behaviour, parse_model
-from tollgate.simulator.responses import CutResponse, DropConnection, Ending, SilentResponse, Watch
+from tollgate.simulator.responses import (
+    CutResponse,
+    DropConnection,
+    Ending,
+    SilentResponse,
+    Watch,
+    wait_or_leave,
+)
 
 if TYPE_CHECKING:
     from tollgate.simulator.app import SimState
@@ -255,18 +262,8 @@ class Messages:
 
     async def _before(self, request: Request, rec: dict[str, Any], b: Behaviour) -> Response | None:
         """Latency, hang and the API-key check: a response to send instead, or None to go on."""
-        if b.latency_ms > 0 or b.hang:
-            watch = Watch(request.receive, self.state.stopping)
-            try:
-                gone = await watch.sleep(b.latency_ms / 1000) if b.latency_ms > 0 else False
-                if not gone and b.hang:
-                    await watch.forever()
-                    gone = True
-            finally:
-                watch.close()
-            if gone:
-                rec["cancelled"] = True
-                return SilentResponse()
+        if await wait_or_leave(request.receive, self.state.stopping, rec, b):
+            return SilentResponse()
         if b.require_key is not None:
             key = rec["headers"].get("x-api-key")
             if key != b.require_key:
@@ -295,13 +292,7 @@ class Messages:
         return None
 
     def _injected_error(self, rec: dict[str, Any], b: Behaviour) -> Response | None:
-        status = b.error
-        if b.fail_first:
-            seen = self.state.counters.get(b.scenario, 0) + 1
-            self.state.counters[b.scenario] = seen
-            if seen > b.fail_first:
-                return None
-            status = status or 500
+        status = self.state.injected_status(b)
         if status is None:
             return None
         retry = b.retry_after

@@ -26,6 +26,7 @@ from tollgate.simulator.responses import (
     StreamResponse,
     Watch,
     install_log_filter,
+    wait_or_leave,
 )
 from tollgate.simulator.responses_api import responses_routes
 from tollgate.simulator.wire import (
@@ -60,6 +61,18 @@ class SimState:
         self.counters: dict[str, int] = {}
         self.stopping = threading.Event()  # set by SimServer.stop(): hanging requests give up
         self._ids = itertools.count(1)
+
+    def injected_status(self, b: Behaviour) -> int | None:
+        """The error status ``error`` / ``fail_first`` ask for on this request (``fail_first`` counts per
+        ``scenario``); None to answer normally."""
+        status = b.error
+        if b.fail_first:
+            seen = self.counters.get(b.scenario, 0) + 1
+            self.counters[b.scenario] = seen
+            if seen > b.fail_first:
+                return None
+            status = status or 500
+        return status
 
     def next_id(self) -> int:
         """A process-unique, increasing number for response ids."""
@@ -128,31 +141,15 @@ class _Handlers:
 
     async def _before(self, request: Request, rec: dict[str, Any], b: Behaviour) -> Response | None:
         """Latency, hang and the API-key check: a response to send instead, or None to go on."""
-        if b.latency_ms > 0 or b.hang:
-            watch = Watch(request.receive, self.state.stopping)
-            try:
-                gone = await watch.sleep(b.latency_ms / 1000) if b.latency_ms > 0 else False
-                if not gone and b.hang:
-                    await watch.forever()
-                    gone = True
-            finally:
-                watch.close()
-            if gone:
-                rec["cancelled"] = True
-                return SilentResponse()
+        if await wait_or_leave(request.receive, self.state.stopping, rec, b):
+            return SilentResponse()
         if b.require_key is not None and rec["headers"].get("authorization") != f"Bearer {b.require_key}":
             body = error_body("Incorrect API key provided.", "invalid_request_error", None, "invalid_api_key")
             return _json(rec, 401, body)
         return None
 
     def _injected_error(self, rec: dict[str, Any], b: Behaviour) -> Response | None:
-        status = b.error
-        if b.fail_first:
-            seen = self.state.counters.get(b.scenario, 0) + 1
-            self.state.counters[b.scenario] = seen
-            if seen > b.fail_first:
-                return None
-            status = status or 500
+        status = self.state.injected_status(b)
         if status is None:
             return None
         headers = _retry_header(b.retry_after) if b.retry_after is not None else None

@@ -35,7 +35,14 @@ from starlette.types import Receive, Scope, Send
 
 from tollgate.simulator import generate
 from tollgate.simulator.behaviour import Behaviour, OptionError, build_behaviour, parse_model
-from tollgate.simulator.responses import CutResponse, DropConnection, Ending, SilentResponse, Watch
+from tollgate.simulator.responses import (
+    CutResponse,
+    DropConnection,
+    Ending,
+    SilentResponse,
+    Watch,
+    wait_or_leave,
+)
 
 if TYPE_CHECKING:
     from tollgate.simulator.app import SimState
@@ -357,19 +364,7 @@ class _Handlers:
 
     async def _wait(self, request: Request, rec: dict[str, Any], b: Behaviour) -> bool:
         """Latency and ``hang``; True when the client went away meanwhile."""
-        if b.latency_ms <= 0 and not b.hang:
-            return False
-        watch = Watch(request.receive, self.state.stopping)
-        try:
-            gone = await watch.sleep(b.latency_ms / 1000) if b.latency_ms > 0 else False
-            if not gone and b.hang:
-                await watch.forever()
-                gone = True
-        finally:
-            watch.close()
-        if gone:
-            rec["cancelled"] = True
-        return gone
+        return await wait_or_leave(request.receive, self.state.stopping, rec, b)
 
     def _key_error(self, rec: dict[str, Any], request: Request, b: Behaviour) -> Response | None:
         if b.require_key is None:
@@ -378,16 +373,6 @@ class _Handlers:
         if key is None:
             return _answer(rec, 403, error_body(403, _UNREGISTERED))
         return None if key == b.require_key else _answer(rec, 400, _BAD_KEY)
-
-    def _injected(self, b: Behaviour) -> int | None:
-        status = b.error
-        if b.fail_first:
-            seen = self.state.counters.get(b.scenario, 0) + 1
-            self.state.counters[b.scenario] = seen
-            if seen > b.fail_first:
-                return None
-            status = status or 500
-        return status
 
     async def generate(self, request: Request) -> Response:
         """``POST /v1beta/models/{model}:generateContent`` and ``:streamGenerateContent``."""
@@ -416,7 +401,7 @@ class _Handlers:
         invalid = _invalid(body)
         if invalid is not None:
             return _answer(rec, 400, error_body(400, invalid))
-        status = self._injected(b)
+        status = self.state.injected_status(b)
         if status is not None:
             return _answer(rec, status, error_body(status, retry_after=b.retry_after))
         reply = _Reply(model, f"sim-{self.state.next_id()}", b, x, body)

@@ -10,6 +10,7 @@ from typing import Any, Final, Literal
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from tollgate.simulator.behaviour import Behaviour
 from tollgate.simulator.wire import DONE_EVENT
 
 __all__ = ["CutResponse", "DropConnection", "SilentResponse", "StreamResponse", "Watch", "install_log_filter"]
@@ -153,3 +154,22 @@ class StreamResponse(Response):
             record["cancelled"] = True
         finally:
             self._watch.close()
+
+
+async def wait_or_leave(
+    receive: Receive, stopping: threading.Event, rec: dict[str, Any], b: Behaviour
+) -> bool:
+    """``latency_ms``, then ``hang``: True when the client went away meanwhile (the record says cancelled)."""
+    if b.latency_ms <= 0 and not b.hang:
+        return False
+    watch = Watch(receive, stopping)
+    try:
+        gone = await watch.sleep(b.latency_ms / 1000) if b.latency_ms > 0 else False
+        if not gone and b.hang:
+            await watch.forever()
+            gone = True
+    finally:
+        watch.close()
+    if gone:
+        rec["cancelled"] = True
+    return gone

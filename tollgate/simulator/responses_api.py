@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from tollgate.simulator import generate
 from tollgate.simulator.behaviour import Behaviour, OptionError
-from tollgate.simulator.responses import DropConnection, SilentResponse, Watch
+from tollgate.simulator.responses import DropConnection, SilentResponse, Watch, wait_or_leave
 from tollgate.simulator.wire import error_body, error_for_status
 
 if TYPE_CHECKING:
@@ -208,31 +208,15 @@ class Responses:
 
     async def _before(self, request: Request, rec: dict[str, Any], b: Behaviour) -> Response | None:
         """Latency, hang and the API-key check: a response to send instead, or None to go on."""
-        if b.latency_ms > 0 or b.hang:
-            watch = Watch(request.receive, self.state.stopping)
-            try:
-                gone = await watch.sleep(b.latency_ms / 1000) if b.latency_ms > 0 else False
-                if not gone and b.hang:
-                    await watch.forever()
-                    gone = True
-            finally:
-                watch.close()
-            if gone:
-                rec["cancelled"] = True
-                return SilentResponse()
+        if await wait_or_leave(request.receive, self.state.stopping, rec, b):
+            return SilentResponse()
         if b.require_key is not None and rec["headers"].get("authorization") != f"Bearer {b.require_key}":
             body = error_body("Incorrect API key provided.", "invalid_request_error", None, "invalid_api_key")
             return _reply(rec, 401, body)
         return None
 
     def _injected_error(self, rec: dict[str, Any], b: Behaviour) -> Response | None:
-        status = b.error
-        if b.fail_first:
-            seen = self.state.counters.get(b.scenario, 0) + 1
-            self.state.counters[b.scenario] = seen
-            if seen > b.fail_first:
-                return None
-            status = status or 500
+        status = self.state.injected_status(b)
         if status is None:
             return None
         headers = {"retry-after": f"{b.retry_after:g}"} if b.retry_after is not None else None
