@@ -8,7 +8,7 @@ in this module.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -89,6 +89,27 @@ class HttpClient:
                 )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise transport_error(self.name, exc, timeout) from None
+
+    async def open_stream(
+        self,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        timeout: float,
+        map_error: Callable[[int, bytes, str | None], UpstreamError],
+    ) -> aiohttp.ClientResponse:
+        """``open`` with ``timeout`` as the idle limit too; an error status is read, closed and raised as
+        ``map_error(status, body, retry_after)``."""
+        resp = await self.open(url, body, headers, timeout, idle=timeout)
+        if resp.status >= 400:
+            try:
+                err_body = await resp.read()
+            except (aiohttp.ClientError, TimeoutError):
+                err_body = b""
+            finally:
+                resp.close()
+            raise map_error(resp.status, err_body, resp.headers.get("Retry-After"))
+        return resp
 
     async def close(self) -> None:
         if self._session is not None:

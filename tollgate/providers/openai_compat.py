@@ -171,16 +171,10 @@ class OpenAICompatProvider(Provider):
     async def _open(self, url: str, payload: bytes, timeout: float) -> aiohttp.ClientResponse:
         """Open a streamed request; an error status is raised here, mapped."""
         limit = min(timeout, self.config.timeout)
-        resp = await self._client.open(url, payload, self._headers, limit, idle=limit)
-        if resp.status >= 400:
-            try:
-                err_body = await resp.read()
-            except (aiohttp.ClientError, TimeoutError):
-                err_body = b""
-            finally:
-                resp.close()
-            raise map_error(self.name, resp.status, err_body, resp.headers.get("Retry-After"))
-        return resp
+        return await self._client.open_stream(url, payload, self._headers, limit, self._map_error)
+
+    def _map_error(self, status: int, body: bytes, retry_after: str | None) -> UpstreamError:
+        return map_error(self.name, status, body, retry_after)
 
     async def embeddings(self, body: dict[str, Any], upstream_model: str, timeout: float) -> EmbeddingsResult:
         """``POST {base_url}/embeddings``: the body as the client sent it, with the upstream model name."""

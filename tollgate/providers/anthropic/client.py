@@ -134,15 +134,9 @@ class AnthropicProvider(Provider):
         request = build_request(body, upstream_model)
         request["stream"] = True
         limit = min(timeout, self.config.timeout)
-        resp = await self._client.open(self._url, orjson.dumps(request), self._headers, limit, idle=limit)
-        if resp.status >= 400:
-            try:
-                err_body = await resp.read()
-            except (aiohttp.ClientError, TimeoutError):
-                err_body = b""
-            finally:
-                resp.close()
-            raise map_error(resp.status, err_body, resp.headers.get("Retry-After"))
+        resp = await self._client.open_stream(
+            self._url, orjson.dumps(request), self._headers, limit, map_error
+        )
         translator = StreamTranslator(
             model=upstream_model,
             created=int(time.time()),

@@ -166,15 +166,7 @@ class GeminiProvider(Provider):
         payload = orjson.dumps(build_request(body))
         limit = min(timeout, self.config.timeout)
         url = self._url(upstream_model, stream=True)
-        resp = await self._client.open(url, payload, self._headers, limit, idle=limit)
-        if resp.status >= 400:
-            try:
-                err_body = await resp.read()
-            except (aiohttp.ClientError, TimeoutError):
-                err_body = b""
-            finally:
-                resp.close()
-            raise map_error(resp.status, err_body, resp.headers.get("Retry-After"))
+        resp = await self._client.open_stream(url, payload, self._headers, limit, map_error)
         return GeminiStream(self.name, resp, upstream_model)
 
     async def close(self) -> None:
