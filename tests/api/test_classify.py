@@ -7,6 +7,7 @@ needs it; validation cases never load it.
 from __future__ import annotations
 
 import base64
+import secrets
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -348,21 +349,35 @@ def test_a_pdf_file_is_classified_from_its_text_and_refused_when_unreadable(gate
 # the LLM backend ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def llm_gateway(tmp_path: Path, sim: SimServer) -> Iterator[Gateway]:
-    """A gateway whose classification backend is a chat model; the simulator answers ``{"label":"billing"}``."""
+def llm_sections(sim: SimServer, faults: str = "") -> dict[str, Any]:
+    """Config whose classification backend is a chat model that answers ``{"label":"billing"}``; ``faults``
+    are more simulator options for its deployment (``,error=400``)."""
+    upstream = 'upstream-small@reply={"label":"billing"}' + faults
     models = gateway_config(sim.base_url, "sqlite+aiosqlite://")["models"] + [
         {
             "id": "sim-classifier",
             "pricing": PRICES,
             "max_output_length": 2048,
             "input_modalities": ["text", "image"],
-            "deployments": [{"provider": "sim", "model": 'upstream-small@reply={"label":"billing"}'}],
+            "deployments": [{"provider": "sim", "model": upstream}],
         }
     ]
-    sections = {"models": models, "classification": {"backend": "llm", "llm_model": "sim-classifier"}}
-    with Gateway(tmp_path, sim.base_url, sections=sections) as gw:
+    return {"models": models, "classification": {"backend": "llm", "llm_model": "sim-classifier"}}
+
+
+@pytest.fixture
+def llm_gateway(tmp_path: Path, sim: SimServer) -> Iterator[Gateway]:
+    """A gateway whose classification backend is a chat model; the simulator answers ``{"label":"billing"}``."""
+    with Gateway(tmp_path, sim.base_url, sections=llm_sections(sim)) as gw:
         yield gw
+
+
+def cost_of_tokens(prompt: int, completion: int) -> Decimal:
+    return prompt * Decimal(PRICES["prompt"]) + completion * Decimal(PRICES["completion"])
+
+
+def chat_calls(sim: SimServer) -> list[dict[str, Any]]:
+    return [x for x in sim.requests() if x["path"].endswith("/chat/completions")]
 
 
 def test_the_llm_backend_asks_the_chat_model_with_the_labels_as_an_enum(
@@ -385,17 +400,100 @@ def test_the_llm_backend_asks_the_chat_model_with_the_labels_as_an_enum(
     assert got["tokens"] == row.prompt_tokens + row.completion_tokens and row.cost > 0
 
 
-def test_an_llm_batch_makes_one_billed_call_per_text(llm_gateway: Gateway) -> None:
-    key = llm_gateway.create_key()
+def test_an_llm_batch_makes_one_call_per_text_and_leaves_one_row_with_their_sums(
+    llm_gateway: Gateway, sim: SimServer
+) -> None:
+    key = llm_gateway.create_key(tier="developer")  # 60 requests a minute
+    texts = ["one", "two words here", "a third and somewhat longer text to classify, with more tokens", ""]
+    sim.clear()
     with client(llm_gateway, key) as c:
-        r = c.post("/classify/batch", json={"texts": ["one", "two", ""], "labels": ["billing", "shipping"]})
+        r = c.post("/classify/batch", json={"texts": texts, "labels": ["billing", "shipping"]})
     assert r.status_code == 200, r.text
-    results = r.json()["results"]
-    assert [x.get("label") for x in results] == ["billing", "billing", None]
-    assert results[2]["error"]["code"] == "VALIDATION_ERROR"
-    rows = llm_gateway.usage_rows(expect=2)
-    request_id = r.headers["x-request-id"]
-    assert sorted(row.request_id for row in rows) == [f"{request_id}-0", f"{request_id}-1"]
+    got = r.json()
+    results = got["results"]
+    assert [x.get("label") for x in results] == ["billing", "billing", "billing", None]
+    assert results[3]["error"]["code"] == "VALIDATION_ERROR"
+    assert len(chat_calls(sim)) == 3, "one model call per non-empty text"
+    tokens = [x["tokens"] for x in results[:3]]
+    assert len(set(tokens)) == 3 and got["total_tokens"] == sum(tokens)
+    # Each call was admitted on its own: three requests counted against the key's minute.
+    assert r.headers["x-ratelimit-limit-requests"] == "60"
+    assert r.headers["x-ratelimit-remaining-requests"] == "57"
+
+    [row] = llm_gateway.usage_rows(expect=1)
+    assert row.request_id == r.headers["x-request-id"]
+    assert (row.endpoint, row.status, row.error_code, row.cached) == ("classify.batch", 200, None, False)
+    assert (row.provider, row.model, row.attempts) == ("sim", "sim-classifier", 3)
+    assert row.prompt_tokens + row.completion_tokens == sum(tokens)
+    assert row.cost == cost_of_tokens(row.prompt_tokens, row.completion_tokens) > 0
+    assert llm_gateway.balance() == Decimal(10) - row.cost, "debited the calls' costs, once"
+
+
+def test_an_llm_batch_with_a_failed_call_still_leaves_one_row_and_the_item_error(
+    tmp_path: Path, sim: SimServer
+) -> None:
+    # The first call to reach the simulator is rejected (400: not retried); the others answer.
+    faults = f",fail_first=1,error=400,scenario=batch-{secrets.token_hex(4)}"
+    with Gateway(tmp_path, sim.base_url, sections=llm_sections(sim, faults)) as gw:
+        key = gw.create_key()
+        with client(gw, key) as c:
+            r = c.post(
+                "/classify/batch", json={"texts": ["one", "two", "three"], "labels": ["billing", "shipping"]}
+            )
+        assert r.status_code == 200, r.text
+        results = r.json()["results"]
+        failed = [x for x in results if x["error"] is not None]
+        assert len(failed) == 1 and failed[0]["error"]["code"] == "UPSTREAM_REJECTED", failed
+        assert failed[0]["tokens"] == 0 and "label" not in failed[0]
+        served = [x for x in results if x["error"] is None]
+        assert len(served) == 2 and all(x["label"] == "billing" for x in served)
+
+        [row] = gw.usage_rows(expect=1)
+        assert (row.request_id, row.endpoint, row.status) == (
+            r.headers["x-request-id"],
+            "classify.batch",
+            200,
+        )
+        assert row.prompt_tokens + row.completion_tokens == sum(x["tokens"] for x in served) > 0
+        assert row.cost == cost_of_tokens(row.prompt_tokens, row.completion_tokens) > 0
+        assert gw.balance() == Decimal(10) - row.cost
+
+
+def test_an_llm_batch_whose_every_call_fails_records_the_failure_and_costs_nothing(
+    tmp_path: Path, sim: SimServer
+) -> None:
+    with Gateway(tmp_path, sim.base_url, sections=llm_sections(sim, ",error=400")) as gw:
+        key = gw.create_key()
+        with client(gw, key) as c:
+            r = c.post("/classify/batch", json={"texts": ["one", "two"], "labels": ["billing", "shipping"]})
+        assert r.status_code == 200, r.text
+        codes = [x["error"]["code"] for x in r.json()["results"]]
+        assert codes == ["UPSTREAM_REJECTED"] * 2
+        [row] = gw.usage_rows(expect=1)
+        assert row.request_id == r.headers["x-request-id"]
+        assert (row.status, row.error_code, row.cost) == (400, "UPSTREAM_REJECTED", 0)
+        assert gw.balance() == Decimal(10)
+
+
+def test_a_classification_cache_hit_carries_the_rate_limit_headers_without_counting(
+    llm_gateway: Gateway,
+) -> None:
+    key = llm_gateway.create_key(tier="developer")
+    body = {"text": CHARGED_TWICE, "labels": ["billing", "shipping"]}
+    with client(llm_gateway, key) as c:
+        miss = c.post("/classify", json=body)
+        batch = {"texts": [CHARGED_TWICE], "labels": body["labels"]}
+        hits = [c.post("/classify", json=body), c.post("/classify/batch", json=batch)]
+        other = c.post("/classify", json={**body, "text": "Where is my parcel?"})
+    assert miss.status_code == 200 and miss.headers["x-cache"] == "MISS", miss.text
+    assert miss.headers["x-ratelimit-remaining-requests"] == "59"
+    for hit in hits:
+        assert hit.status_code == 200 and hit.headers["x-cache"] == "HIT", hit.text
+        assert hit.headers["x-ratelimit-limit-requests"] == "60"
+        assert hit.headers["x-ratelimit-remaining-requests"] == "59", "a hit counts nothing"
+        assert hit.headers["x-ratelimit-limit-tokens"] == "500000"
+        assert int(hit.headers["x-ratelimit-reset"]) > time.time()
+    assert other.headers["x-ratelimit-remaining-requests"] == "58"
 
 
 def test_a_pdf_goes_to_a_vision_model_as_text_and_page_images(llm_gateway: Gateway, sim: SimServer) -> None:
@@ -406,6 +504,21 @@ def test_a_pdf_goes_to_a_vision_model_as_text_and_page_images(llm_gateway: Gatew
         r = c.post("/classify", json={"file": pdf, "labels": ["billing", "shipping"]})
     assert r.status_code == 200, r.text
     assert r.json()["label"] == "billing" and "visual_tokens" in r.json()
+    [sent] = [x for x in sim.requests() if x["path"].endswith("/chat/completions")]
+    parts = sent["body"]["messages"][1]["content"]
+    assert parts[0] == {"type": "text", "text": "Invoice 1\n\nInvoice 2"}
+    urls = [p["image_url"]["url"] for p in parts[1:]]
+    assert len(urls) == 2 and all(u.startswith("data:image/png;base64,iVBORw0KGgo") for u in urls)
+
+
+def test_a_docx_goes_to_a_vision_model_as_text_and_page_images(llm_gateway: Gateway, sim: SimServer) -> None:
+    key = llm_gateway.create_key()
+    sim.clear()
+    document = base64.b64encode(docx_bytes("Invoice 1", "Invoice 2")).decode()
+    with client(llm_gateway, key) as c:
+        r = c.post("/classify", json={"file": document, "labels": ["billing", "shipping"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["label"] == "billing"
     [sent] = [x for x in sim.requests() if x["path"].endswith("/chat/completions")]
     parts = sent["body"]["messages"][1]["content"]
     assert parts[0] == {"type": "text", "text": "Invoice 1\n\nInvoice 2"}
@@ -425,6 +538,7 @@ def test_rate_limits_apply_to_classification_but_not_to_cache_hits(gateway: Gate
     assert first.headers["x-ratelimit-limit-requests"] == "2"
     assert first.headers["x-ratelimit-remaining-requests"] == "1"
     assert [h.headers["x-cache"] for h in hits] == ["HIT"] * 3
+    assert [h.headers["x-ratelimit-remaining-requests"] for h in hits] == ["1"] * 3
     assert second.status_code == 200 and second.headers["x-ratelimit-remaining-requests"] == "0"
     assert refused.status_code == 429, refused.text
     assert refused.json()["error"] == "rate-limit-exceeded" and "retry-after" in refused.headers

@@ -1,5 +1,6 @@
 """tollgate/services/billing.py: the monthly free allowance applied at settle, through the gateway with the
-openai SDK, on SQLite (one process, rebuilt after a restart) and on the real Redis (shared by replicas)."""
+openai SDK, on SQLite (one process, rebuilt after a restart) and on the real Redis (shared by replicas); and
+the one row of a request made of several model calls (``merged_row``, ``UsageCollector``)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,14 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.api.test_classify import llm_sections
 from tests.support.gateway import Gateway
 from tests.support.redis import REDIS_URL, connect, delete_prefix, new_prefix
 from tests.support.servers import run
+from tollgate.services.billing import merged_row
+from tollgate.services.context import RequestContext
 from tollgate.simulator import SimServer
+from tollgate.storage.base import UsageRow
 
 PROMPT, COMPLETION = Decimal("0.000001"), Decimal("0.000002")  # tests/support/gateway.py PRICES
 
@@ -120,3 +125,99 @@ def test_replicas_sharing_redis_share_the_allowance(
         rows = one.usage_rows(expect=2)
         assert [r.cost for r in rows] == [0, 20 * COMPLETION]
         assert free_remaining(one, key) == free_remaining(two, key) == 0
+
+
+# several model calls, one row -------------------------------------------------------------------------------
+
+
+def call_row(status: int = 200, **kw: Any) -> UsageRow:
+    """The row one model call of a batch settles (``RequestContext.rows`` takes it instead of the writer)."""
+    return UsageRow(
+        request_id="req_x-0", endpoint="classify.batch", status=status, latency_ms=1, created_at=0, **kw
+    )
+
+
+def test_merged_row_sums_the_calls_and_is_200_when_any_succeeded() -> None:
+    ctx = RequestContext(endpoint="classify.batch", request_id="req_batch")
+    rows = [
+        call_row(400, error_code="UPSTREAM_REJECTED", model="m", attempts=1),
+        call_row(
+            prompt_tokens=10,
+            completion_tokens=2,
+            cached_tokens=4,
+            cost=Decimal("0.3"),
+            provider="a",
+            model="m",
+            upstream_model="up-a",
+            attempts=1,
+        ),
+        call_row(
+            prompt_tokens=7,
+            completion_tokens=3,
+            cost=Decimal("0.25"),
+            provider="b",
+            model="m2",
+            upstream_model="up-b",
+            attempts=2,
+            estimated=True,
+        ),
+        call_row(
+            prompt_tokens=5,
+            completion_tokens=1,
+            cost=Decimal("0.05"),
+            provider="b",
+            model="m2",
+            upstream_model="up-b",
+            attempts=1,
+        ),
+    ]
+    row = merged_row(ctx, rows)
+    assert (row.request_id, row.endpoint, row.status, row.error_code) == (
+        "req_batch",
+        "classify.batch",
+        200,
+        None,
+    )
+    assert (row.prompt_tokens, row.completion_tokens, row.cached_tokens) == (22, 6, 4)
+    assert row.cost == Decimal("0.60") and row.attempts == 5 and row.estimated
+    # The calls differ: the provider and model that served most of the successful calls.
+    assert (row.provider, row.model, row.upstream_model) == ("b", "m2", "up-b")
+
+
+def test_merged_row_of_calls_that_all_failed_is_the_first_failure() -> None:
+    ctx = RequestContext(endpoint="tag.batch")
+    rows = [
+        call_row(429, error_code="RATE_LIMIT_EXCEEDED", model="m"),
+        call_row(503, error_code="UPSTREAM_UNAVAILABLE", model="m"),
+    ]
+    row = merged_row(ctx, rows)
+    assert (row.status, row.error_code, row.cost, row.model, row.provider) == (
+        429,
+        "RATE_LIMIT_EXCEEDED",
+        0,
+        "m",
+        None,
+    )
+    assert merged_row(ctx, []).status == 499
+
+
+def test_an_llm_batch_counts_each_call_against_the_allowance_and_leaves_one_row(
+    tmp_path: Path, sim: SimServer
+) -> None:
+    with Gateway(tmp_path, sim.base_url, sections=llm_sections(sim), free_tokens_per_month=10) as gw:
+        key = gw.create_key()
+        texts = ["one", "two", "three"]
+        r = httpx.post(
+            gw.base_url + "/classify/batch",
+            json={"texts": texts, "labels": ["billing", "shipping"]},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=60,
+        )
+        assert r.status_code == 200, r.text
+        [row] = gw.usage_rows(expect=1)
+        assert row.request_id == r.headers["x-request-id"] and row.status == 200
+        assert row.prompt_tokens > 3 * 10, "every call has more prompt tokens than the allowance"
+        # The first call to settle took the 10 free tokens (prompt tokens first); the rest is billed.
+        assert row.cost == (row.prompt_tokens - 10) * PROMPT + row.completion_tokens * COMPLETION
+        assert gw.balance() == 10 - row.cost
+        assert free_remaining(gw, key) == 0

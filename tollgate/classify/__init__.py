@@ -6,7 +6,7 @@
 - ``calibration``: fitting the temperature (single label) and Platt constants (multi-label).
 - ``local``: the local backend (the bundled embedding model; label vectors cached per label set).
 - ``llm``: the chat request an LLM backend answers, and reading its label and confidence back.
-- ``documents``: PDF / DOCX text extraction per page; PDF pages rendered to PNG for vision models.
+- ``documents``: PDF / DOCX text extraction per page; PDF and DOCX pages rendered to PNG for vision models.
 - ``cache``: the cache key of a request (the entries live in the gateway's response cache).
 
 Nothing here does network I/O or knows about HTTP (``local`` runs the in-process model);

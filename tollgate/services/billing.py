@@ -8,6 +8,10 @@ With a monthly free allowance (``accounts/allowance.py``), a request's tokens ar
 settles: the part within the allowance is free, so the reservation (taken at the full price) settles to the
 cost of the rest, and the usage row carries that cost. Counting may need Redis, so ``finish`` then settles in
 a task of its own (``drain`` waits for those at shutdown, before the usage writer stops).
+
+A request made of several model calls (an LLM classification batch: one call per text) gives each call a
+context whose ``rows`` collector takes the call's row instead of the writer; each call is still admitted
+and settled on its own. ``finish_collected`` then writes the request's one row, merged by ``merged_row``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -27,11 +32,58 @@ from tollgate.accounts.usage import UsageWriter
 from tollgate.errors import PermissionDeniedError, TollgateError
 from tollgate.providers.usage import Usage
 from tollgate.routing.catalog import Target
-from tollgate.services.context import RequestContext
+from tollgate.services.context import RequestContext, UsageCollector
 from tollgate.settings import Pricing, TierConfig
 from tollgate.storage.base import UsageRow
 
 log = logging.getLogger("tollgate.billing")
+
+CLIENT_CLOSED = 499
+
+
+def merged_row(ctx: RequestContext, rows: Sequence[UsageRow]) -> UsageRow:
+    """The one row of a request whose model calls left ``rows`` (in the order they settled).
+
+    Tokens, cost and attempts are the calls' sums, so the row's cost is what the calls debited. The status
+    is 200 when any call succeeded; when every call failed, the first failure's status and error code; with
+    no call settled at all (the request was cancelled before any ended), 499. ``model``, ``provider`` and
+    ``upstream_model`` are those of the successful calls (of all calls, when none succeeded); when the calls
+    differ (fallbacks), the value that served the most calls, the first to settle on a tie.
+    """
+    ok = [r for r in rows if r.status == 200]
+    if ok:
+        status, error_code = 200, None
+    elif rows:
+        status, error_code = rows[0].status, rows[0].error_code
+    else:
+        status, error_code = CLIENT_CLOSED, "CLIENT_DISCONNECTED"
+    served = ok or rows
+    principal = ctx.principal
+    return UsageRow(
+        request_id=ctx.request_id,
+        endpoint=ctx.endpoint,
+        status=status,
+        latency_ms=ctx.elapsed_ms(),
+        created_at=ctx.created_at,
+        account_id=principal.account_id if principal else None,
+        key_id=principal.key_id if principal else None,
+        model=_most_common([r.model for r in served]),
+        provider=_most_common([r.provider for r in served]),
+        upstream_model=_most_common([r.upstream_model for r in served]),
+        error_code=error_code,
+        prompt_tokens=sum(r.prompt_tokens for r in rows),
+        completion_tokens=sum(r.completion_tokens for r in rows),
+        cached_tokens=sum(r.cached_tokens for r in rows),
+        reasoning_tokens=sum(r.reasoning_tokens for r in rows),
+        cost=sum((r.cost for r in rows), Decimal(0)),
+        estimated=any(r.estimated for r in rows),
+        attempts=sum(r.attempts for r in rows),
+    )
+
+
+def _most_common(values: list[str | None]) -> str | None:
+    counts = Counter(v for v in values if v is not None)
+    return counts.most_common(1)[0][0] if counts else None
 
 
 class Billing:
@@ -143,15 +195,37 @@ class Billing:
             ttft_ms=ttft_ms,
         )
         if free_counted:
-            task = asyncio.get_running_loop().create_task(self._settle_free(row, u, pricing, reservation))
+            task = asyncio.get_running_loop().create_task(
+                self._settle_free(row, u, pricing, reservation, ctx.rows)
+            )
             self._tasks.add(task)
             task.add_done_callback(self._done)
+            if ctx.rows is not None:
+                ctx.rows.pending.add(task)
+                task.add_done_callback(ctx.rows.pending.discard)
             return row
+        self._emit(row, ctx.rows)
+        return row
+
+    async def finish_collected(self, ctx: RequestContext, rows: UsageCollector) -> UsageRow:
+        """Write the one row of a request whose model calls settled into ``rows`` (see ``merged_row``)."""
+        row = merged_row(ctx, await rows.complete())
         self.writer.submit_nowait(row)
         return row
 
+    def _emit(self, row: UsageRow, rows: UsageCollector | None) -> None:
+        if rows is not None:
+            rows.rows.append(row)
+        else:
+            self.writer.submit_nowait(row)
+
     async def _settle_free(
-        self, row: UsageRow, usage: Usage, pricing: Pricing | None, reservation: Reservation | None
+        self,
+        row: UsageRow,
+        usage: Usage,
+        pricing: Pricing | None,
+        reservation: Reservation | None,
+        rows: UsageCollector | None,
     ) -> None:
         """Count the row's tokens against the month's allowance, then settle and write it at the rest's cost."""
         assert self.allowance is not None and row.account_id is not None
@@ -164,7 +238,7 @@ class Billing:
         finally:
             if reservation is not None:
                 self.ledger.settle(reservation, row.cost)
-            self.writer.submit_nowait(row)
+            self._emit(row, rows)
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)

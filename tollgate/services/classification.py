@@ -7,11 +7,16 @@ Two backends, chosen per saved classifier or by the operator's default (``classi
   calibration in ``tollgate.classify.scoring``. Billed per input token (the model's own tokenizer) at the
   configured price of the request's priority, one usage row per request (batch included).
 - ``llm``: the configured chat model through ``CompletionService.handle``, so routing, fallbacks, rate limits
-  and billing are exactly chat's (one usage row per model call; a batch makes one call per text).
+  and billing are exactly chat's. A batch makes one call per text, each admitted (rate limits, balance
+  reservation) and settled on its own, but the calls' rows are collected (``UsageCollector``) and the batch
+  leaves one usage row under its own request id: the calls' summed tokens and cost (see
+  ``billing.merged_row`` for its status and model when calls fail or differ). The calls' request logs keep
+  their own ids, ``<request id>-<n>``.
 
 Results are cached in the gateway's response cache (``services/cache.py``: in-process LRU, or Redis when
 configured; TTL by the key's tier) under a key of the normalised request (``classify/cache.py``). Cache hits
-cost nothing, leave a usage row marked cached, and skip rate limiting.
+cost nothing, leave a usage row marked cached, and skip rate limiting; they still carry the key's
+``X-RateLimit-*`` headers as they stand (``Billing.limit_headers``, which counts nothing).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import orjson
 from tollgate.accounts.balances import Reservation
 from tollgate.classify import llm, scoring
 from tollgate.classify.cache import cache_key
-from tollgate.classify.documents import PDF_MAGIC, extract_pages, render_pdf
+from tollgate.classify.documents import PDF_MAGIC, ZIP_MAGIC, extract_pages, render_docx, render_pdf
 from tollgate.classify.local import LocalClassifier, multi_result
 from tollgate.classify.request import (
     ClassifyRequest,
@@ -47,7 +52,7 @@ from tollgate.providers.usage import Usage
 from tollgate.routing.router import Router
 from tollgate.services.cache import Entry, ResponseCache
 from tollgate.services.completions import CompletionService, parse_json
-from tollgate.services.context import JsonReply, RequestContext
+from tollgate.services.context import JsonReply, RequestContext, UsageCollector
 from tollgate.services.pipeline import Pipeline
 from tollgate.settings import ClassificationConfig, Pricing
 from tollgate.storage.base import ClassifierRecord, Storage
@@ -168,8 +173,8 @@ class ClassificationService(Pipeline):
                         items[i] = Item(result=orjson.loads(entry.body), hit=True, age=age)
             todo = [i for i, item in enumerate(items) if item is None]
             if todo and backend == "llm":
-                settled = True  # every model call leaves its own row
-                done = await self._llm(ctx, spec, [texts[i] for i in todo], images)
+                settled = True  # the model calls settle the row (one call) or are merged into it (several)
+                done = await self._llm(ctx, spec, [texts[i] for i in todo], images, batch=req.batch)
             elif todo:
                 done = await self._local(ctx, req, spec, [texts[i] for i in todo], held)
                 settled = True
@@ -185,7 +190,9 @@ class ClassificationService(Pipeline):
                 # Served wholly from the cache: free, not rate limited, one row marked cached.
                 self.billing.finish(ctx, None, status=200, cached=True, provider=backend)
                 settled = True
-            return self._reply(ctx, req, final, keys)
+            # A hit (or a batch admitted call by call) has no grant of its own: the headers as they stand.
+            limits = ctx.grant.headers() if ctx.grant is not None else await self.billing.limit_headers(ctx)
+            return self._reply(ctx, req, final, keys, limits)
         except TollgateError as err:
             if not settled:
                 self._failed(ctx, held[0] if held else None, None, err)
@@ -210,11 +217,13 @@ class ClassificationService(Pipeline):
         return ["\n\n".join([*req.texts, *(p for p in pages if p)])]
 
     async def _images(self, req: ClassifyRequest, backend: str) -> list[str]:
-        """The request's images, plus each page of a PDF when the LLM backend's model takes images."""
+        """The request's images, plus each page of a PDF or DOCX when the LLM backend's model takes images."""
         images = list(req.images)
-        if req.file is not None and req.file.startswith(PDF_MAGIC) and backend == "llm" and self._vision():
-            pages = await asyncio.to_thread(render_pdf, req.file)
-            images += ["data:image/png;base64," + base64.b64encode(p).decode() for p in pages]
+        if req.file is not None and backend == "llm" and self._vision():
+            render = render_pdf if req.file.startswith(PDF_MAGIC) else render_docx
+            if req.file.startswith((PDF_MAGIC, ZIP_MAGIC)):
+                pages = await asyncio.to_thread(render, req.file)
+                images += ["data:image/png;base64," + base64.b64encode(p).decode() for p in pages]
         return images
 
     def _vision(self) -> bool:
@@ -274,20 +283,27 @@ class ClassificationService(Pipeline):
         return [Item(result=r, tokens=n) for r, n in zip(results, tokens, strict=True)]
 
     # llm backend ------------------------------------------------------------------------------------------
-    async def _llm(self, ctx: RequestContext, spec: Spec, texts: list[str], images: list[str]) -> list[Item]:
+    async def _llm(
+        self, ctx: RequestContext, spec: Spec, texts: list[str], images: list[str], *, batch: bool
+    ) -> list[Item]:
+        """One model call per text. A lone call runs on the request's own context (its row is the
+        request's); several run on child contexts whose rows are merged into one when all have settled.
+        In a batch a failed call is its item's error; otherwise it is the request's."""
         model = self.config.llm_model
         assert model is not None
         gate = asyncio.Semaphore(LLM_CONCURRENCY)
+        rows = UsageCollector() if len(texts) > 1 else None
 
         async def one(i: int, text: str) -> Item:
             child = (
                 ctx
-                if len(texts) == 1
+                if rows is None
                 else RequestContext(
                     endpoint=ctx.endpoint,
                     authorization=ctx.authorization,
                     x_api_key=ctx.x_api_key,
                     request_id=f"{ctx.request_id}-{i}",
+                    rows=rows,
                 )
             )
             body = orjson.dumps(llm.chat_body(model, spec, text, images))
@@ -314,20 +330,28 @@ class ClassificationService(Pipeline):
                 visual_tokens=visual,
             )
 
-        if len(texts) == 1:
-            return [await one(0, texts[0])]
-
         async def guarded(i: int, text: str) -> Item:
             try:
                 return await one(i, text)
             except TollgateError as err:
                 return Item(error={"code": err.code, "message": err.message})
 
-        return list(await asyncio.gather(*(guarded(i, t) for i, t in enumerate(texts))))
+        if not batch:
+            return [await one(0, texts[0])]
+        try:
+            return list(await asyncio.gather(*(guarded(i, t) for i, t in enumerate(texts))))
+        finally:
+            if rows is not None:
+                await self.billing.finish_collected(ctx, rows)
 
     # reply ------------------------------------------------------------------------------------------------
     def _reply(
-        self, ctx: RequestContext, req: ClassifyRequest, items: list[Item], keys: list[str]
+        self,
+        ctx: RequestContext,
+        req: ClassifyRequest,
+        items: list[Item],
+        keys: list[str],
+        limits: dict[str, str],
     ) -> JsonReply:
         latency = int(round(ctx.elapsed_ms()))
         hit = all(item.hit for item in items)
@@ -366,6 +390,5 @@ class ClassificationService(Pipeline):
         }
         if hit:
             headers["X-Cache-Age"] = str(int(max(item.age for item in items)))
-        if ctx.grant is not None and not hit:
-            headers.update(ctx.grant.headers())
+        headers.update(limits)
         return JsonReply(orjson.dumps(body), headers)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from tollgate.accounts.keys import Principal
 from tollgate.accounts.ratelimit import Grant
+from tollgate.storage.base import UsageRow
 
 _PROCESS = secrets.token_hex(6)
 _COUNTER = itertools.count(1)
@@ -18,6 +21,22 @@ _COUNTER = itertools.count(1)
 def new_request_id() -> str:
     """Unique per process by counter and across processes by a random per-process prefix; cheap."""
     return f"req_{_PROCESS}{next(_COUNTER):012x}"
+
+
+@dataclass(slots=True)
+class UsageCollector:
+    """The usage rows of one client request's model calls, gathered instead of written: a batch that makes
+    one call per text leaves one merged row (``Billing.finish_collected``). ``pending`` holds the settles
+    still counting against the free allowance; their rows arrive when they end."""
+
+    rows: list[UsageRow] = field(default_factory=list)
+    pending: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    async def complete(self) -> list[UsageRow]:
+        """Every row, once the pending settles have ended."""
+        while self.pending:
+            await asyncio.gather(*list(self.pending), return_exceptions=True)
+        return self.rows
 
 
 @dataclass(slots=True)
@@ -31,6 +50,7 @@ class RequestContext:
     created_at: float = field(default_factory=time.time)
     principal: Principal | None = None
     grant: Grant | None = None  # the rate-limit admission, released when the request settles
+    rows: UsageCollector | None = None  # set: this is one call of a larger request, whose row it joins
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0
