@@ -205,15 +205,23 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--quick", action="store_true", help="fewer requests, for a smoke run")
+    ap.add_argument(
+        "--latency", type=int, action="append", help="upstream latency in ms (default: 0 and 100)"
+    )
+    ap.add_argument("--mode", choices=("json", "stream"), action="append", help="default: both")
+    ap.add_argument("-c", "--concurrency", type=int, action="append", help="default: 1, 16, 64")
     args = ap.parse_args()
+    latencies = args.latency or [0, 100]
+    modes = args.mode or ["json", "stream"]
+    levels = args.concurrency or [1, 16, 64]
     n = 300 if args.quick else args.requests
     with tempfile.TemporaryDirectory() as d:
-        for latency in (0, 100):
+        for latency in latencies:
             st = start_stack(Path(d), latency)
             try:
-                for stream in (False, True):
-                    for c in (1, 16, 64):
-                        if latency == 0 and c == 64:
+                for stream in (mode == "stream" for mode in modes):
+                    for c in levels:
+                        if latency == 0 and c == 64 and not args.concurrency:
                             continue
                         count = n if latency == 0 else max(n // (1 if c > 1 else 10), 50)
                         base = asyncio.run(load(st.direct, {}, BODY, count, c, stream))

@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tollgate.storage import KeyRecord, SqlStorage, UsageRow, open_storage
 from tollgate.storage.base import RequestLog
+from tollgate.storage.batch import sqlite_file
 from tollgate.storage.migrate import alembic_config
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
@@ -531,3 +532,28 @@ async def test_concurrent_purges_delete_every_row_exactly_once(store: SqlStorage
         await other.close()
     assert sum(results) == 200
     assert await count(store, "request_logs") == 0
+
+
+async def test_usage_flushes_and_balance_top_ups_interleave_exactly(store: SqlStorage) -> None:
+    """On SQLite the flushes run on the worker's own engine, the top-ups on the async one: as two SQLite
+    connections they serialise, and every debit and credit lands."""
+    assert (store.worker is not None) == store.is_sqlite
+    acct = await store.ensure_account("busy")
+    flushes = [
+        store.write_usage([usage_row(account_id=acct.id, cost=Decimal("0.001")) for _ in range(10)])
+        for _ in range(20)
+    ]
+    top_ups = [store.add_balance(acct.id, Decimal(1)) for _ in range(20)]
+    await asyncio.gather(*flushes, *top_ups)
+    after = await store.get_account(acct.id)
+    assert after is not None
+    assert after.balance == Decimal(20) - Decimal("0.2") and after.spent == Decimal("0.2")
+    assert await count(store, "usage") == 200
+    assert await store.balances([acct.id]) == {acct.id: Decimal("19.8")}
+
+
+def test_only_a_sqlite_file_gets_a_worker() -> None:
+    assert sqlite_file("sqlite+aiosqlite:///tollgate.db")
+    assert not sqlite_file("sqlite+aiosqlite://")
+    assert not sqlite_file("sqlite+aiosqlite:///:memory:")
+    assert not sqlite_file("postgresql+asyncpg://postgres@127.0.0.1/test")

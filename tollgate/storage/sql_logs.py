@@ -4,22 +4,41 @@ PostgreSQL alike; the one dialect difference is how a timestamp becomes a day)."
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, cast, delete, func, select
+from sqlalchemy import BigInteger, Connection, Integer, cast, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from tollgate.storage.base import LogEntry, RequestLog, UsageRow, UsageTotal
+from tollgate.storage.batch import SqliteWorker, run_batch
 from tollgate.storage.money import from_units
 from tollgate.storage.tables import request_logs, usage
 
-_USAGE_FIELDS = [c.name for c in usage.columns if c.name not in ("id", "cost_units")]
+USAGE_FIELDS = [c.name for c in usage.columns if c.name not in ("id", "cost_units")]
 DAY = 86_400
+
+
+def _write_logs(logs: list[RequestLog], conn: Connection) -> None:
+    values = [
+        {
+            "request_id": g.request_id,
+            "account_id": g.account_id,
+            "key_id": g.key_id,
+            "created_at": g.created_at,
+            "expires_at": g.expires_at,
+            "input": g.input,
+            "output": g.output,
+        }
+        for g in logs
+    ]
+    conn.execute(request_logs.insert(), values)
 
 
 class LogQueries:
     engine: AsyncEngine
+    worker: SqliteWorker | None
     is_sqlite: bool
 
     def _group(self, by: str) -> ColumnElement[Any]:
@@ -74,20 +93,7 @@ class LogQueries:
     async def write_logs(self, logs: list[RequestLog]) -> None:
         if not logs:
             return
-        values = [
-            {
-                "request_id": g.request_id,
-                "account_id": g.account_id,
-                "key_id": g.key_id,
-                "created_at": g.created_at,
-                "expires_at": g.expires_at,
-                "input": g.input,
-                "output": g.output,
-            }
-            for g in logs
-        ]
-        async with self.engine.begin() as conn:
-            await conn.execute(request_logs.insert(), values)
+        await run_batch(self.engine, self.worker, partial(_write_logs, logs))
 
     async def list_logs(
         self, account_id: str | None, limit: int = 50, before: int | None = None
@@ -107,7 +113,7 @@ class LogQueries:
         out = []
         for r in rows:
             m = r._mapping
-            row = UsageRow(**{f: m[f] for f in _USAGE_FIELDS}, cost=from_units(m["cost_units"]))
+            row = UsageRow(**{f: m[f] for f in USAGE_FIELDS}, cost=from_units(m["cost_units"]))
             out.append(LogEntry(m["id"], row, m["input"], m["output"]))
         return out
 
