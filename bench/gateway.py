@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -215,6 +216,8 @@ def main() -> None:
     modes = args.mode or ["json", "stream"]
     levels = args.concurrency or [1, 16, 64]
     n = 300 if args.quick else args.requests
+    # The load generator shares core 0 with the simulator; core 1 is the gateway's (or the floor's) alone.
+    os.sched_setaffinity(0, {0})
     with tempfile.TemporaryDirectory() as d:
         for latency in latencies:
             st = start_stack(Path(d), latency)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -81,6 +82,11 @@ def create_app(settings: Settings, storage: Storage | None = None) -> GatewayApp
         writer.start()
         purger.start()
         app.state.classification.start()
+        # What start-up built (modules, config, catalogs) lives as long as the process: move it out of the
+        # collector's generations, so the full collections that requests' garbage triggers need not walk
+        # it again (measured with bench/pipeline.py: ~15 µs a request on average).
+        gc.collect()
+        gc.freeze()
         log.info(
             "tollgate ready: %d models, %d providers, config %s",
             len(catalog.models),

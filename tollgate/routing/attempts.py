@@ -85,28 +85,46 @@ class Attempts:
         self.errors: list[UpstreamError] = []
         self._last: dict[str, UpstreamError] = {}
         self._stopped = False
+        self._round = self._index = 0
 
     @property
     def count(self) -> int:
         """Attempts made so far, including the one in progress."""
         return len(self.errors) + 1
 
-    async def targets(self) -> AsyncIterator[Target]:
+    def targets(self) -> AsyncIterator[Target]:
+        """The targets to try, in order: the plan, then up to ``retry_rounds`` more rounds over the targets
+        that failed with a retryable error and are still available, each after its backoff.
+
+        The walk is this object's own ``__anext__``, not an async generator: a generator left suspended
+        when the caller returns after a success is finalised through the event loop's thread-safe wake-up
+        (a task and two system calls on every request, measured with strace)."""
+        self._round, self._index = 0, 0
+        return self
+
+    def __aiter__(self) -> AsyncIterator[Target]:
+        return self
+
+    async def __anext__(self) -> Target:
         config = self.policy.config
-        for round_ in range(1 + config.retry_rounds):
-            for target in self.plan:
+        while self._round <= config.retry_rounds:
+            while self._index < len(self.plan):
+                target = self.plan[self._index]
+                self._index += 1
                 if self._stopped or len(self.errors) >= config.max_attempts:
-                    return
-                if round_ > 0:
+                    raise StopAsyncIteration
+                if self._round > 0:
                     last = self._last.get(target.key)
                     if last is None or not self.health.available(target.key):
                         continue
-                    wait = self.policy.delay(round_ - 1, last, self.remaining())
+                    wait = self.policy.delay(self._round - 1, last, self.remaining())
                     if wait is None:
                         continue
                     await self.sleep(wait)
                 self.health.started(target.key)
-                yield target
+                return target
+            self._round, self._index = self._round + 1, 0
+        raise StopAsyncIteration
 
     def failed(self, target: Target, err: UpstreamError) -> None:
         self.errors.append(err)
