@@ -193,7 +193,7 @@ class ServerConfig(_Strict):
     upstream_timeout: float = Field(default=180.0, gt=0)
     body_limit: int = Field(default=1_048_576, gt=0)
     default_account: str = "default"
-    usage_flush_interval: float = Field(default=0.1, gt=0)
+    usage_flush_interval: float = Field(default=0.5, gt=0)
     usage_batch_size: int = Field(default=500, gt=0)
     usage_queue_limit: int = Field(default=10_000, gt=0)
     key_cache_ttl: float = Field(default=5.0, ge=0)

@@ -282,3 +282,25 @@ async def test_background_writer_refreshes_the_ledger(
     ledger = SpyLedger(storage)
     start(writers, UsageWriter(storage, ledger, interval=0.005, refresh_every=0.01))
     await eventually(lambda: ledger.refreshes >= 2)
+
+
+async def test_an_idle_writer_touches_the_database_only_for_the_balance_refresh(
+    storage: MemoryStorage, writers: list[UsageWriter]
+) -> None:
+    ledger = SpyLedger(storage)
+    start(writers, UsageWriter(storage, ledger, interval=0.01, refresh_every=0.05))
+    await asyncio.sleep(0.28)
+    assert storage.batches == [] and ledger.flushes == []
+    assert 3 <= ledger.refreshes <= 6, "one refresh per refresh_every, nothing else"
+
+
+async def test_a_refresh_does_not_write_rows_before_their_interval(
+    storage: MemoryStorage, writers: list[UsageWriter]
+) -> None:
+    ledger = SpyLedger(storage)
+    writer = start(writers, UsageWriter(storage, ledger, interval=30, refresh_every=0.02))
+    await writer.submit(row(1))
+    await eventually(lambda: ledger.refreshes >= 3)
+    assert storage.usage == [] and writer.pending == 1
+    await writer.stop()
+    assert [r.request_id for r in storage.usage] == ["req_1"]

@@ -1,7 +1,9 @@
 """The buffered usage writer: the only path by which usage rows (and their debits) reach the database.
 
-Requests hand rows over without waiting on the database. A background task flushes them in batches (by
-size or every ``interval`` seconds), each batch in one transaction with the balance debits. When the
+Requests hand rows over without waiting on the database. A background task flushes them in batches: when
+``batch_size`` rows wait, or ``interval`` seconds after the first row of a batch arrived; each batch in one
+transaction with the balance debits. Nothing wakes the task while no row waits, except the ledger's balance
+refresh every ``refresh_every`` seconds. When the
 database is slow the buffer grows up to ``limit`` rows, after which ``submit`` waits (back-pressure);
 ``submit_nowait`` never waits and never drops, for paths that cannot wait (a cancelled stream). A failed
 flush keeps its rows and is retried; ``stop`` flushes everything that is left.
@@ -44,7 +46,11 @@ class UsageWriter:
         self._room = asyncio.Event()
         self._room.set()
         self._task: asyncio.Task[None] | None = None
+        self._due: asyncio.TimerHandle | None = None  # the flush of the batch being filled
+        self._refresh: asyncio.TimerHandle | None = None  # the next balance refresh
         self._stopping = False
+        self._flush_due = False
+        self._failures = 0
         self.written = 0
 
     @property
@@ -52,12 +58,17 @@ class UsageWriter:
         return len(self._rows)
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="tollgate-usage-writer")
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run(), name="tollgate-usage-writer")
+        if self._rows:
+            self._due = loop.call_later(self._interval, self._flush_now)
 
     def submit_nowait(self, row: UsageRow) -> None:
         self._rows.append(row)
         if len(self._rows) >= self._batch_size:
-            self._wake.set()
+            self._flush_now()
+        elif self._due is None and self._task is not None:
+            self._due = asyncio.get_running_loop().call_later(self._interval, self._flush_now)
         if len(self._rows) >= self._limit:
             self._room.clear()
 
@@ -65,7 +76,7 @@ class UsageWriter:
         """A request's logged bodies; written with the next flush, after the usage rows."""
         self._logs.append(log)
         if len(self._logs) >= self._batch_size:
-            self._wake.set()
+            self._flush_now()
 
     async def submit(self, row: UsageRow) -> None:
         while not self._room.is_set():
@@ -96,26 +107,52 @@ class UsageWriter:
             await self._storage.write_logs(batch)
             del self._logs[: len(batch)]
 
+    def _flush_now(self) -> None:
+        self._flush_due = True
+        self._wake.set()
+
+    def _refresh_due(self) -> None:
+        self._refresh = None
+        self._wake.set()
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        last_refresh = loop.time()
-        backoff = self._interval
-        while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
-            self._wake.clear()
-            try:
-                await self.flush()
-                if self._ledger is not None and loop.time() - last_refresh >= self._refresh_every:
-                    last_refresh = loop.time()
-                    await self._ledger.refresh()
-                backoff = self._interval
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("usage flush failed; %d rows kept for retry", len(self._rows))
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+        if self._ledger is not None:
+            self._refresh = loop.call_later(self._refresh_every, self._refresh_due)
+        try:
+            while not self._stopping:
+                await self._wake.wait()
+                self._wake.clear()
+                try:
+                    if self._flush_due:
+                        self._flush_due = False
+                        if self._due is not None:
+                            self._due.cancel()
+                            self._due = None
+                        await self.flush()
+                    if self._ledger is not None and self._refresh is None:
+                        await self._ledger.refresh()
+                        self._refresh = loop.call_later(self._refresh_every, self._refresh_due)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("usage flush failed; %d rows kept for retry", len(self._rows))
+                    await asyncio.sleep(self._retry_wait())
+                    self._flush_now()
+                    continue
+                self._failures = 0
+                if self._rows and self._due is None:  # rows that arrived during the flush
+                    self._due = loop.call_later(self._interval, self._flush_now)
+        finally:
+            for handle in (self._due, self._refresh):
+                if handle is not None:
+                    handle.cancel()
+            self._due = self._refresh = None
+
+    def _retry_wait(self) -> float:
+        """Back off after a failed flush: ``interval`` doubled per failure in a row, at most 5 s."""
+        self._failures += 1
+        return float(min(self._interval * 2 ** (self._failures - 1), 5.0))
 
     async def stop(self) -> None:
         self._stopping = True
