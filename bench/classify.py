@@ -31,6 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.make_dataset import CHATTERBOT_TOPICS  # noqa: E402
 from tollgate.classify import calibration, scoring  # noqa: E402
 from tollgate.classify.prompts import label_prompts  # noqa: E402
 from tollgate.local.embedder import Embedder, get_embedder  # noqa: E402
@@ -80,22 +81,7 @@ CALIBRATION_SETS: dict[str, tuple[str, dict[str, tuple[str, str | None]]]] = {
     ),
     "public/chatterbot_topics": (
         "chat message",
-        {
-            topic: (topic.replace("_", " "), None)
-            for topic in (
-                "coding",
-                "computers",
-                "food",
-                "history",
-                "literature",
-                "money",
-                "movies",
-                "politics",
-                "science",
-                "sports",
-                "tech_support",
-            )
-        },
+        {topic: (topic.replace("_", " "), None) for topic in CHATTERBOT_TOPICS},
     ),
 }
 Split = tuple[

@@ -41,6 +41,19 @@ log = logging.getLogger("tollgate.billing")
 CLIENT_CLOSED = 499
 
 
+def request_fields(ctx: RequestContext) -> dict[str, Any]:
+    """The usage-row fields that come from the request itself: id, endpoint, timing and who sent it."""
+    principal = ctx.principal
+    return {
+        "request_id": ctx.request_id,
+        "endpoint": ctx.endpoint,
+        "latency_ms": ctx.elapsed_ms(),
+        "created_at": ctx.created_at,
+        "account_id": principal.account_id if principal else None,
+        "key_id": principal.key_id if principal else None,
+    }
+
+
 def merged_row(ctx: RequestContext, rows: Sequence[UsageRow]) -> UsageRow:
     """The one row of a request whose model calls left ``rows`` (in the order they settled).
 
@@ -58,15 +71,9 @@ def merged_row(ctx: RequestContext, rows: Sequence[UsageRow]) -> UsageRow:
     else:
         status, error_code = CLIENT_CLOSED, "CLIENT_DISCONNECTED"
     served = ok or rows
-    principal = ctx.principal
     return UsageRow(
-        request_id=ctx.request_id,
-        endpoint=ctx.endpoint,
+        **request_fields(ctx),
         status=status,
-        latency_ms=ctx.elapsed_ms(),
-        created_at=ctx.created_at,
-        account_id=principal.account_id if principal else None,
-        key_id=principal.key_id if principal else None,
         model=_most_common([r.model for r in served]),
         provider=_most_common([r.provider for r in served]),
         upstream_model=_most_common([r.upstream_model for r in served]),
@@ -170,15 +177,9 @@ class Billing:
             self.ledger.settle(reservation, cost)
         if ctx.grant is not None:
             self.limiter.settle(ctx.grant, u.prompt_tokens + u.completion_tokens)
-        principal = ctx.principal
         row = UsageRow(
-            request_id=ctx.request_id,
-            endpoint=ctx.endpoint,
+            **request_fields(ctx),
             status=status,
-            latency_ms=ctx.elapsed_ms(),
-            created_at=ctx.created_at,
-            account_id=principal.account_id if principal else None,
-            key_id=principal.key_id if principal else None,
             model=model,
             provider=target.provider.name if target else provider,
             upstream_model=target.deployment.model if target else None,
