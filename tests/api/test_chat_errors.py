@@ -229,3 +229,27 @@ def test_a_defect_inside_the_gateway_is_a_500_that_still_leaves_its_row(
     # The reservation was released: the whole balance is still available to the next request.
     ledger = gateway.server.server.config.app.state.ledger
     assert ledger.available(row.account_id) == 1
+
+
+def test_a_cancelled_request_still_leaves_its_row_and_releases_its_reservation(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request whose task is cancelled mid-call (a shutdown past its grace period) is not lost."""
+    import asyncio
+
+    from tollgate.providers.openai_compat import OpenAICompatProvider
+
+    async def cancelled(*args: Any, **kwargs: Any) -> Any:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        await asyncio.sleep(5)
+
+    monkeypatch.setattr(OpenAICompatProvider, "chat", cancelled)
+    key = gateway.create_key(balance="1")
+    r = post(gateway, key, {"model": "sim-small", "messages": USER})
+    assert r.status_code == 500
+    (row,) = gateway.usage_rows(expect=1)
+    assert (row.status, row.error_code, row.cost) == (499, "CLIENT_DISCONNECTED", 0)
+    ledger = gateway.server.server.config.app.state.ledger
+    assert ledger.available(row.account_id) == 1

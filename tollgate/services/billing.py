@@ -167,6 +167,7 @@ class Billing:
         provider: str | None = None,
         cached: bool = False,
     ) -> UsageRow:
+        ctx.settled = True
         if pricing is None and target is not None:
             pricing = target.pricing
         cost = cost_of(usage, pricing) if usage is not None and pricing is not None else Decimal(0)

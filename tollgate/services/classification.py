@@ -197,6 +197,10 @@ class ClassificationService(Pipeline):
             if not settled:
                 self._failed(ctx, held[0] if held else None, None, err)
             raise
+        except asyncio.CancelledError:
+            if not settled:
+                self._cancelled(ctx, held[0] if held else None, None)
+            raise
 
     async def _spec(self, account_id: str, req: ClassifyRequest, multi: bool) -> Spec:
         if req.spec is not None:

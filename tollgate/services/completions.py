@@ -31,6 +31,7 @@ from tollgate.providers.sse import DONE, encode_data
 from tollgate.providers.usage import Usage
 from tollgate.routing.auto.chooser import selection_headers
 from tollgate.routing.catalog import Target
+from tollgate.services.billing import CLIENT_CLOSED
 from tollgate.services.cache import Lookup, ResponseCache
 from tollgate.services.context import JsonReply, RequestContext, StreamReply
 from tollgate.services.pipeline import Pipeline, final_failure
@@ -39,7 +40,6 @@ from tollgate.tokens import count_messages, count_text
 
 log = logging.getLogger("tollgate.completions")
 
-CLIENT_CLOSED = 499
 NATIVE_HEADER = "X-Tollgate-Upstream-API"  # "responses": the reply is the upstream's own Responses answer
 
 
@@ -158,6 +158,9 @@ class CompletionService(Pipeline):
             self._failed(ctx, reservation, model, err)
             if self.request_log is not None:
                 self.request_log.failed(ctx, raw)
+            raise
+        except asyncio.CancelledError:
+            self._cancelled(ctx, reservation, model)
             raise
         except Exception as exc:
             # A defect, not the client's fault: still one usage row and the reservation released.

@@ -51,6 +51,7 @@ class RequestContext:
     principal: Principal | None = None
     grant: Grant | None = None  # the rate-limit admission, released when the request settles
     rows: UsageCollector | None = None  # set: this is one call of a larger request, whose row it joins
+    settled: bool = False  # its usage row has been made (``Billing.finish``)
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0

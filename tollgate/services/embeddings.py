@@ -8,6 +8,7 @@ Exactly one usage row per request, with endpoint ``embeddings``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import orjson
@@ -40,6 +41,9 @@ class EmbeddingsService(Pipeline):
             return reply
         except TollgateError as err:
             self._failed(ctx, reservation, model, err)
+            raise
+        except asyncio.CancelledError:
+            self._cancelled(ctx, reservation, model)
             raise
 
     async def _attempt(

@@ -13,7 +13,7 @@ from tollgate.errors import TollgateError, UpstreamError, UpstreamTimeoutError, 
 from tollgate.routing.attempts import Attempts, RetryPolicy
 from tollgate.routing.catalog import Target
 from tollgate.routing.router import Router
-from tollgate.services.billing import Billing
+from tollgate.services.billing import CLIENT_CLOSED, Billing
 from tollgate.services.context import JsonReply, RequestContext, StreamReply
 
 
@@ -56,6 +56,15 @@ class Pipeline:
         self.billing.finish(
             ctx, reservation, status=err.status, model=model, error=err, attempts=len(err.attempts) or 0
         )
+
+    def _cancelled(self, ctx: RequestContext, reservation: Reservation | None, model: str | None) -> None:
+        """Settle a request whose task was cancelled (a server shutting down past its grace period, a caller
+        that gave up): nothing was delivered, so nothing is billed, but it leaves its row (499) and releases
+        its reservation, unless it had already settled."""
+        if not ctx.settled:
+            self.billing.finish(
+                ctx, reservation, status=CLIENT_CLOSED, model=model, error_code="CLIENT_DISCONNECTED"
+            )
 
     def _headers(self, ctx: RequestContext, target: Target, attempts: int) -> dict[str, str]:
         return {
