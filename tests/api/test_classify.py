@@ -429,6 +429,20 @@ def test_an_llm_batch_makes_one_call_per_text_and_leaves_one_row_with_their_sums
     assert llm_gateway.balance() == Decimal(10) - row.cost, "debited the calls' costs, once"
 
 
+def test_an_llm_batch_keeps_within_the_keys_concurrency_limit(tmp_path: Path, sim: SimServer) -> None:
+    """Calls that each take 50 ms, from a key allowed one request at a time: the batch runs them one by one
+    rather than refusing its own texts with 429."""
+    with Gateway(tmp_path, sim.base_url, sections=llm_sections(sim, ",latency_ms=50")) as gw:
+        key = gw.create_key(concurrency=1)
+        with client(gw, key) as c:
+            r = c.post(
+                "/classify/batch", json={"texts": ["a", "b", "c", "d"], "labels": ["billing", "shipping"]}
+            )
+    assert r.status_code == 200, r.text
+    assert [x["error"] for x in r.json()["results"]] == [None] * 4
+    assert [x["label"] for x in r.json()["results"]] == ["billing"] * 4
+
+
 def test_an_llm_batch_with_a_failed_call_still_leaves_one_row_and_the_item_error(
     tmp_path: Path, sim: SimServer
 ) -> None:

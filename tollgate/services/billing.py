@@ -27,7 +27,7 @@ from typing import Any
 from tollgate.accounts.allowance import FreeAllowance, billable
 from tollgate.accounts.balances import BalanceLedger, Reservation
 from tollgate.accounts.pricing import cost_of, max_cost
-from tollgate.accounts.ratelimit import LocalRateLimiter, RateLimiter, limits_for
+from tollgate.accounts.ratelimit import Limits, LocalRateLimiter, RateLimiter, limits_for
 from tollgate.accounts.usage import UsageWriter
 from tollgate.errors import PermissionDeniedError, TollgateError
 from tollgate.providers.usage import Usage
@@ -111,11 +111,15 @@ class Billing:
         self.allowance = allowance
         self._tasks: set[asyncio.Task[Any]] = set()
 
+    def limits(self, ctx: RequestContext) -> Limits:
+        """The authenticated key's rate limits (its tier, or the default, with its own overrides)."""
+        assert ctx.principal is not None
+        return limits_for(ctx.principal, self.tiers, self.default_tier)
+
     async def limit_headers(self, ctx: RequestContext) -> dict[str, str]:
         """The key's ``X-RateLimit-*`` headers as they stand, counting nothing (a cache hit's)."""
         assert ctx.principal is not None
-        limits = limits_for(ctx.principal, self.tiers, self.default_tier)
-        return await self.limiter.peek(ctx.principal.key_id, limits)
+        return await self.limiter.peek(ctx.principal.key_id, self.limits(ctx))
 
     async def free_tokens_remaining(self, account_id: str, when: float) -> int | None:
         """``None`` when no free allowance is configured."""

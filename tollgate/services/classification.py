@@ -295,7 +295,10 @@ class ClassificationService(Pipeline):
         In a batch a failed call is its item's error; otherwise it is the request's."""
         model = self.config.llm_model
         assert model is not None
-        gate = asyncio.Semaphore(LLM_CONCURRENCY)
+        # At most LLM_CONCURRENCY calls at once, and never more than the key's concurrency limit allows,
+        # so a batch does not refuse its own texts with 429s.
+        allowed = self.billing.limits(ctx).concurrency
+        gate = asyncio.Semaphore(min(LLM_CONCURRENCY, allowed) if allowed else LLM_CONCURRENCY)
         rows = UsageCollector() if len(texts) > 1 else None
 
         async def one(i: int, text: str) -> Item:
