@@ -3,6 +3,7 @@ the circuit breaker and load balancing. Every request ends in exactly one usage 
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -282,9 +283,11 @@ def test_models_list_falls_back_to_the_next_model_which_the_body_names(gw: Gatew
     assert raw.headers["x-tollgate-model"] == "r-backup"
     row = row_of(gw, raw.headers["x-request-id"])
     assert (row.status, row.model, row.provider, row.attempts) == (200, "r-backup", "sim2", 2)
-    r, _ = stream(gw, key, {"model": "r-primary", "models": ["r-backup"], "messages": USER})
+    r, text = stream(gw, key, {"model": "r-primary", "models": ["r-backup"], "messages": USER})
     assert r.headers["x-tollgate-model"] == "r-backup"
     assert row_of(gw, r.headers["x-request-id"]).model == "r-backup"
+    chunks = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
+    assert len(chunks) > 2 and {c["model"] for c in chunks} == {"r-backup"}, "the chunks name the model too"
 
 
 def test_circuit_breaker_opens_after_failures_and_probes_back(gw: Gateway, key: str, sim: SimServer) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 
-from tollgate.providers.sse import DONE, SSESplitter, encode_data, parse_event
+from tollgate.providers.sse import DONE, SSESplitter, encode_data, parse_event, rename_model
 
 EVENTS = [b'data: {"a":1}', b"event: ping\ndata: x", b'data: {"b":"two\\n"}', b"data: [DONE]"]
 
@@ -125,3 +126,15 @@ def test_encode_data_and_done_are_sse_frames() -> None:
     assert DONE == b"data: [DONE]\n\n"
     (event,) = SSESplitter().feed(encode_data(b"[1]"))
     assert parse_event(event) == ("message", b"[1]")
+
+
+def test_rename_model_sets_each_chunks_model_and_leaves_other_events_alone() -> None:
+    frames = (
+        b'data: {"id":"c1","model":"upstream-b","choices":[]}\n\n'
+        b"data: [DONE]\n\n"
+        b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
+    )
+    out = rename_model(frames, "r-backup")
+    events = out.split(b"\n\n")
+    assert json.loads(events[0][6:]) == {"id": "c1", "model": "r-backup", "choices": []}
+    assert events[1:] == [b"data: [DONE]", b'data: {"choices":[{"delta":{"content":"hi"}}]}', b""]

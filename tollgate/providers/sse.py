@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import orjson
+
 _BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 
 
@@ -47,3 +49,20 @@ def encode_data(payload: bytes) -> bytes:
 
 
 DONE = b"data: [DONE]\n\n"
+
+
+def rename_model(frames: bytes, model: str) -> bytes:
+    """``frames`` (whole ``data:`` events of chat-completion chunks) with each chunk's ``model`` set to
+    ``model``: when a fallback model served a stream, its chunks name it, as a JSON reply's body does."""
+    out = []
+    for event in frames.split(b"\n\n"):
+        if event.startswith(b"data: {"):
+            try:
+                chunk = orjson.loads(event[6:])
+            except orjson.JSONDecodeError:
+                chunk = None
+            if isinstance(chunk, dict) and "model" in chunk:
+                chunk["model"] = model
+                event = b"data: " + orjson.dumps(chunk)
+        out.append(event)
+    return b"\n\n".join(out)

@@ -27,7 +27,7 @@ from tollgate.protocol.chat import ChatRequest, parse_chat_request
 from tollgate.protocol.responses_output import responses_usage
 from tollgate.providers.base import ChatResult, ChatStream
 from tollgate.providers.openai_responses import output_text
-from tollgate.providers.sse import DONE, encode_data
+from tollgate.providers.sse import DONE, encode_data, rename_model
 from tollgate.providers.usage import Usage
 from tollgate.routing.auto.chooser import selection_headers
 from tollgate.routing.catalog import Target
@@ -273,6 +273,8 @@ class CompletionService(Pipeline):
                 raise
             relay = StreamRelay(self, ctx, req, target, reservation, stream, frames, first, attempts.count)
             relay.attempt_started = began
+            if call is None and target.model.id != req.model:
+                relay.rename = target.model.id  # a fallback model served: its chunks name it
             headers = self._headers(ctx, target, attempts.count)
             if call is not None:
                 headers[NATIVE_HEADER] = "responses"
@@ -307,6 +309,7 @@ class StreamRelay:
         self.attempts = attempts
         self.ttft: float | None = None
         self.attempt_started = ctx.started  # when the attempt that serves began (health latency)
+        self.rename: str | None = None  # the model the chunks name, when not the upstream's
         self.settled = False
 
     async def frames(self) -> AsyncIterator[bytes]:
@@ -316,12 +319,13 @@ class StreamRelay:
         limit = self.service.upstream_timeout
         deadline = self.ctx.started + limit
         try:
+            rename = self.rename
             if self._first is not None:
                 self.ttft = self.ctx.elapsed_ms()
-                yield self._first
+                yield self._first if rename is None else rename_model(self._first, rename)
             try:
                 async for frame in self._frames:
-                    yield frame
+                    yield frame if rename is None else rename_model(frame, rename)
                     if time.perf_counter() > deadline:
                         raise UpstreamTimeoutError(f"{name}: the stream exceeded the {limit:g} s limit")
                 if not stream.finished:
