@@ -1,5 +1,6 @@
 """Chat completions served by an Anthropic upstream: official openai SDK → Tollgate → simulator speaking
-Anthropic's Messages API. The client never sees Anthropic's wire format, and usage is billed exactly."""
+Anthropic's Messages API. The client never sees Anthropic's wire format, and usage is billed exactly.
+Also ``POST /v1/messages/count_tokens`` (official anthropic SDK), forwarded to the Anthropic upstream."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import anthropic
+import httpx
 import openai
 import pytest
 import yaml
@@ -61,6 +64,8 @@ class AnthropicGateway(Gateway):
         )
         config["models"] += [
             claude_model("claude-sim", claude(CACHED)),
+            claude_model("claude-count", claude("claude-upstream")),
+            claude_model("claude-garbled", claude("claude-upstream@invalid_json=true")),
             claude_model("claude-tools", claude("claude-upstream@tool_call=get_weather")),
             claude_model("claude-overloaded", claude("claude-upstream@error=529")),
             claude_model("claude-limited", claude("claude-upstream@error=429,retry_after=3")),
@@ -223,3 +228,75 @@ def test_mid_stream_error_ends_the_stream_with_an_error_and_bills_what_was_sent(
     (row,) = gw.usage_rows(expect=1)
     assert (row.status, row.error_code) == (503, "UPSTREAM_UNAVAILABLE")
     assert row.stream and row.estimated and row.completion_tokens > 0
+
+
+def anthropic_client(gw: AnthropicGateway, key: str) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=gw.server.url, api_key=key, max_retries=0)
+
+
+def count_requests(sim: SimServer) -> list[dict[str, Any]]:
+    return [r for r in sim.requests() if r["path"] == "/v1/messages/count_tokens"]
+
+
+def test_count_tokens_is_the_anthropic_upstreams_own_count(gw: AnthropicGateway, sim: SimServer) -> None:
+    key = gw.create_key(balance="1")
+    tools: Any = [{"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {}}}}]
+    sim.clear()
+    raw = anthropic_client(gw, key).messages.with_raw_response.count_tokens(
+        model="claude-count", system="Be brief.", messages=USER, tools=tools, tool_choice={"type": "auto"}
+    )
+    counted = raw.parse().input_tokens
+    assert raw.headers["x-tollgate-token-count"] == "upstream"
+    (sent,) = count_requests(sim)
+    assert sent["body"] == {
+        "model": "claude-upstream",
+        "system": "Be brief.",
+        "messages": USER,
+        "tools": tools,
+        "tool_choice": {"type": "auto"},
+    }
+    assert (sent["headers"]["x-api-key"], sent["headers"]["anthropic-version"]) == (
+        "sk-ant-sim",
+        "2023-06-01",
+    )
+    direct = httpx.post(
+        sim.url + "/v1/messages/count_tokens", headers={"anthropic-version": "2023-06-01"}, json=sent["body"]
+    )
+    assert direct.status_code == 200 and counted == direct.json()["input_tokens"] > 0
+    # An upstream told to report 100 prompt tokens: far from what Tollgate's own estimate would be.
+    assert (
+        anthropic_client(gw, key).messages.count_tokens(model="claude-sim", messages=USER).input_tokens == 100
+    )
+    # Fields count_tokens does not take (Anthropic refuses them) are not forwarded.
+    r = httpx.post(
+        gw.server.url + "/api/v1/messages/count_tokens",
+        headers={"x-api-key": key},
+        json={"model": "claude-count", "messages": USER, "max_tokens": 5, "stream": True},
+    )
+    assert r.status_code == 200 and r.json()["input_tokens"] > 0
+    assert set(count_requests(sim)[-1]["body"]) == {"model", "messages"}
+    gw.client(key).chat.completions.create(model="claude-sim", messages=USER)
+    assert [row.endpoint for row in gw.usage_rows(expect=1)] == ["chat.completions"]  # counting left no row
+
+
+@pytest.mark.parametrize(
+    ("model", "status", "error_type", "message"),
+    [
+        ("claude-overloaded", 503, "overloaded_error", "anthropic: Overloaded"),
+        ("claude-limited", 429, "rate_limit_error", "anthropic: Number of request tokens"),
+        ("claude-rejects", 400, "invalid_request_error", "anthropic: Simulated invalid request."),
+        ("claude-bad-key", 502, "api_error", "gateway's provider credentials were rejected"),
+        ("claude-garbled", 502, "api_error", "claude: the upstream answered with invalid JSON"),
+    ],
+)
+def test_count_tokens_upstream_errors_are_mapped_like_messages_errors(
+    gw: AnthropicGateway, model: str, status: int, error_type: str, message: str
+) -> None:
+    key = gw.create_key(balance="1")
+    with pytest.raises(anthropic.APIStatusError) as info:
+        anthropic_client(gw, key).messages.count_tokens(model=model, messages=USER)
+    body: Any = info.value.body
+    assert info.value.status_code == status and body["type"] == "error"
+    assert body["error"]["type"] == error_type and message in body["error"]["message"]
+    if status == 429:
+        assert info.value.response.headers["retry-after"] == "3"

@@ -1,4 +1,5 @@
-"""``POST /v1/messages`` end to end: official anthropic SDK → Tollgate (translated onto chat) → upstream."""
+"""``POST /v1/messages`` end to end: official anthropic SDK → Tollgate (translated onto chat) → upstream;
+and ``POST /v1/messages/count_tokens`` on an OpenAI-compatible upstream (Tollgate's estimate)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tests.api.test_chat_completions import expected_cost
 from tests.support.gateway import Gateway
 from tests.support.servers import ServerThread
 from tollgate.simulator import SimServer
+from tollgate.tokens import count_text
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "responses"
 USER: list[Any] = [{"role": "user", "content": "Say something nice about gateways"}]
@@ -205,3 +207,68 @@ def test_client_disconnect_cancels_upstream_and_settles(tmp_path: Path) -> None:
         while not slow.requests()[-1]["cancelled"] and time.monotonic() < deadline:
             time.sleep(0.05)
         assert slow.requests()[-1]["cancelled"], "the upstream request was not cancelled"
+
+
+def test_count_tokens_on_an_openai_upstream_is_tollgates_estimate(gateway: Gateway, sim: SimServer) -> None:
+    key = gateway.create_key()
+    anth = client(gateway, key)
+    seen = len(sim.requests())
+    raw = anth.messages.with_raw_response.count_tokens(model="sim-small", messages=USER)
+    short = raw.parse().input_tokens
+    # cl100k over the one user message, plus OpenAI's chat framing (3 per message, 3 for the reply)
+    assert short == 3 + 3 + count_text(USER[0]["content"])
+    assert raw.headers["x-tollgate-token-count"] == "estimate"
+    assert raw.headers["x-tollgate-upstream-model"] == "upstream-small"
+    longer = [{"role": "user", "content": USER[0]["content"] + " and about tokens, at length."}]
+    assert anth.messages.count_tokens(model="sim-small", messages=longer).input_tokens > short
+    with_system = anth.messages.count_tokens(model="sim-small", system="Be kind.", messages=USER)
+    assert with_system.input_tokens == short + 3 + count_text("Be kind.")
+    tools: Any = [{"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {}}}}]
+    with_tools = anth.messages.count_tokens(model="sim-small", messages=USER, tools=tools)
+    assert with_tools.input_tokens > short
+    assert len(sim.requests()) == seen, "an OpenAI-compatible upstream has nothing to count with"
+    r = httpx.post(
+        gateway.server.url + "/api/v1/messages/count_tokens",
+        headers={"authorization": f"Bearer {key}"},
+        json={"model": "sim-small", "messages": USER, "max_tokens": 10},
+    )
+    assert r.status_code == 200 and r.json() == {"input_tokens": short}
+
+
+def test_count_tokens_is_free_unlimited_and_leaves_no_usage_row(gateway: Gateway) -> None:
+    key = gateway.create_key(balance="1", rpm=2)
+    anth = client(gateway, key)
+    for _ in range(5):
+        assert anth.messages.count_tokens(model="sim-small", messages=USER).input_tokens > 0
+    anth.messages.create(model="sim-small", max_tokens=10, messages=USER)  # the rpm budget is untouched
+    time.sleep(0.2)  # count requests would have been written before the message's row
+    (row,) = gateway.usage_rows(expect=1)
+    assert row.endpoint == "messages" and gateway.balance() == 1 - row.cost
+
+
+def test_count_tokens_errors_are_in_anthropic_shape(gateway: Gateway) -> None:
+    key = gateway.create_key()
+    url = gateway.server.url + "/v1/messages/count_tokens"
+    r = httpx.post(url, json={"model": "sim-small", "messages": USER})
+    assert r.status_code == 401 and r.json()["type"] == "error"
+    assert (
+        r.json()["error"]["type"] == "authentication_error"
+        and "Missing API key" in r.json()["error"]["message"]
+    )
+    with pytest.raises(anthropic.AuthenticationError):
+        client(gateway, "tg-wrong").messages.count_tokens(model="sim-small", messages=USER)
+    with pytest.raises(anthropic.BadRequestError) as unknown:
+        client(gateway, key).messages.count_tokens(model="nope", messages=USER)
+    body: Any = unknown.value.body
+    assert set(body) == {"type", "error"} and body["error"]["type"] == "invalid_request_error"
+    assert "Model 'nope' is not available" in body["error"]["message"]
+    r = httpx.post(url, headers={"x-api-key": key}, json={"model": "sim-small"})
+    assert r.status_code == 400 and r.json()["type"] == "error"
+    assert r.json()["error"]["type"] == "invalid_request_error"
+    assert "messages is required" in r.json()["error"]["message"]
+    assert r.headers["x-request-id"].startswith("req_")
+    r = httpx.post(url, headers={"x-api-key": key}, json={"messages": USER})
+    assert r.status_code == 400 and "model is required" in r.json()["error"]["message"]
+    client(gateway, key).messages.create(model="sim-small", max_tokens=10, messages=USER)
+    time.sleep(0.2)
+    assert [row.endpoint for row in gateway.usage_rows(expect=1)] == ["messages"]

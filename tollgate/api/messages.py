@@ -4,6 +4,9 @@ The request is translated to OpenAI's chat shape and goes through the same pipel
 (authentication, limits, billing, routing, one usage row with endpoint ``messages``); the answer is
 translated back into an Anthropic ``message`` or Anthropic SSE events. Errors are rendered in Anthropic's
 shape by ``api/errors.py``.
+
+``POST /v1/messages/count_tokens`` (``count_tokens``) answers ``{"input_tokens": N}`` for the same body
+without ``max_tokens``; see ``services/count_tokens.py``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from tollgate.providers.anthropic.ingress import (
 from tollgate.providers.usage import Usage
 from tollgate.services.completions import CompletionService, parse_json
 from tollgate.services.context import JsonReply, RequestContext
+from tollgate.services.count_tokens import TokenCounter
 from tollgate.services.reframe import Event, reframe
 
 # The pipeline's in-stream error frames carry our error code; Anthropic's event needs the error's class.
@@ -80,3 +84,27 @@ async def create_message(request: Request) -> Response:
         message = messages_response_from_openai(orjson.loads(reply.body), model=model)
         return json_response(orjson.dumps(message), reply.headers, reply.status)
     return SSEResponse(reframe(reply, AnthropicEvents(model)))
+
+
+async def count_tokens(request: Request) -> Response:
+    """``POST /v1/messages/count_tokens``: ``{"input_tokens": N}`` for a Messages body (no ``max_tokens``).
+
+    Authenticated and validated like ``POST /v1/messages`` (same 401 and 400s, in Anthropic's shape), but
+    free: not rate limited, nothing reserved or billed, no usage row. When the model's first routed target
+    is an Anthropic-kind upstream, N is that upstream's own count; for any other upstream N is Tollgate's
+    estimate with its bundled cl100k tokenizer (tool definitions included), which can differ from the
+    model's real tokenizer. The ``X-Tollgate-Token-Count`` header says which: ``upstream`` or ``estimate``.
+    """
+    state = request.app.state
+    service: CompletionService = state.completions
+    headers = request.headers
+    ctx = RequestContext(
+        endpoint="count_tokens",
+        authorization=headers.get("authorization"),
+        x_api_key=headers.get("x-api-key"),
+    )
+    request.state.request_id = ctx.request_id
+    raw = await read_request_body(request, state.settings.server.body_limit)
+    counter = TokenCounter(service.router, service.auth, service.upstream_timeout)
+    counted = await counter.count(ctx, raw)
+    return json_response(orjson.dumps({"input_tokens": counted.input_tokens}), counted.headers(ctx))

@@ -14,7 +14,7 @@ from tollgate.api.classify import (
 from tollgate.api.embeddings import create_embeddings
 from tollgate.api.health import healthz
 from tollgate.api.management import create_key, get_balance, get_logs, get_usage, list_keys, revoke_key
-from tollgate.api.messages import create_message
+from tollgate.api.messages import count_tokens, create_message
 from tollgate.api.models import get_model, list_models
 from tollgate.api.responses import create_response
 from tollgate.api.select_model import select_model
@@ -33,6 +33,7 @@ def routes() -> list[BaseRoute]:
             Route(f"{prefix}/logs", get_logs, methods=["GET"]),
             Route(f"{prefix}/models/{{model_id:path}}", get_model, methods=["GET"]),
             Route(f"{prefix}/messages", create_message, methods=["POST"]),
+            Route(f"{prefix}/messages/count_tokens", count_tokens, methods=["POST"]),
             Route(f"{prefix}/responses", create_response, methods=["POST"]),
             Route(f"{prefix}/embeddings", create_embeddings, methods=["POST"]),
             Route(f"{prefix}/select-model", select_model, methods=["POST"]),

@@ -1,6 +1,8 @@
 """Anthropic's Messages API on the simulator: ``POST /v1/messages``, JSON and SSE, in the documented wire
 format (message object, ``message_start`` / ``content_block_start`` / ``ping`` / ``content_block_delta`` /
-``content_block_stop`` / ``message_delta`` / ``message_stop`` events, ``{"type": "error", ...}`` bodies).
+``content_block_stop`` / ``message_delta`` / ``message_stop`` events, ``{"type": "error", ...}`` bodies),
+and ``POST /v1/messages/count_tokens`` (``{"input_tokens": N}``, N the ``prompt_tokens`` a
+``/v1/messages`` call with the same body reports; ``max_tokens`` and ``stream`` are refused there).
 
 The behaviour options of the OpenAI endpoints apply (``@k=v`` model suffix or the body's ``"sim"``
 object): latency_ms, chunk_delay_ms, completion_tokens, prompt_tokens, cached_tokens (sent as
@@ -115,6 +117,15 @@ def error_body(status: int, request_id: str, message: str | None = None, etype: 
     )
     error = {"type": etype or known_type, "message": message or known_message}
     return orjson.dumps({"type": "error", "error": error, "request_id": request_id})
+
+
+def _prompt_tokens(body: dict[str, Any], b: Behaviour) -> int:
+    """The whole prompt's tokens: the ``prompt_tokens`` option, else the simulator's count of the messages
+    and the system prompt (``generate.count_prompt_tokens``; tool definitions are not counted)."""
+    if b.prompt_tokens is not None:
+        return b.prompt_tokens
+    system = body.get("system")
+    return generate.count_prompt_tokens(body["messages"] + ([{"content": system}] if system else []))
 
 
 def _event(name: str, **fields: Any) -> bytes:
@@ -232,16 +243,23 @@ class Messages:
                headers: dict[str, str] | None = None) -> Response:  # fmt: skip
         return self._reply(rec, status, error_body(status, rec["request_id"], message), headers)
 
-    async def handle(self, request: Request) -> Response:
+    async def _open(self, request: Request) -> tuple[dict[str, Any], dict[str, Any] | Response]:
+        """The request's record and its JSON object body, or the 400 to send instead of the body."""
         rec = self.state.record(request)
         rec["request_id"] = f"req_sim{self.state.next_id():020d}"
         try:
             body = orjson.loads(await request.body())
         except orjson.JSONDecodeError:
-            return self._error(rec, 400, "There was an issue with the request body: invalid JSON")
+            return rec, self._error(rec, 400, "There was an issue with the request body: invalid JSON")
         rec["body"] = body
         if not isinstance(body, dict):
-            return self._error(rec, 400, "The request body must be a JSON object.")
+            return rec, self._error(rec, 400, "The request body must be a JSON object.")
+        return rec, body
+
+    async def handle(self, request: Request) -> Response:
+        rec, body = await self._open(request)
+        if isinstance(body, Response):
+            return body
         try:
             model, b, opts = resolve(self.state.resolver.default_options, body.get("model"), body.get("sim"))
         except OptionError as exc:
@@ -260,6 +278,28 @@ class Messages:
             return self._error(rec, 400, tool)
         return self._answer(request, rec, body, str(model), b, opts, tool)
 
+    async def count_tokens(self, request: Request) -> Response:
+        """``POST /v1/messages/count_tokens``: the options (latency, require_key, error, invalid_json,
+        prompt_tokens) apply as on ``/v1/messages``."""
+        rec, body = await self._open(request)
+        if isinstance(body, Response):
+            return body
+        try:
+            model, b, _ = resolve(self.state.resolver.default_options, body.get("model"), body.get("sim"))
+        except OptionError as exc:
+            return self._error(rec, 400, str(exc))
+        early = await self._before(request, rec, b)
+        if early is not None:
+            return early
+        problem = self._invalid(rec, body, model, counting=True)
+        if problem is not None:
+            return self._error(rec, 400, problem)
+        early = self._injected_error(rec, b)
+        if early is not None:
+            return early
+        payload = orjson.dumps({"input_tokens": _prompt_tokens(body, b)})
+        return self._reply(rec, 200, payload[: len(payload) // 2] if b.invalid_json else payload)
+
     async def _before(self, request: Request, rec: dict[str, Any], b: Behaviour) -> Response | None:
         """Latency, hang and the API-key check: a response to send instead, or None to go on."""
         if await wait_or_leave(request.receive, self.state.stopping, rec, b):
@@ -271,16 +311,22 @@ class Messages:
         return None
 
     @staticmethod
-    def _invalid(rec: dict[str, Any], body: dict[str, Any], model: str | None) -> str | None:
-        """Anthropic's own validation, as far as the simulator needs it."""
+    def _invalid(
+        rec: dict[str, Any], body: dict[str, Any], model: str | None, *, counting: bool = False
+    ) -> str | None:
+        """Anthropic's own validation, as far as the simulator needs it (``counting``: of count_tokens)."""
         if "anthropic-version" not in rec["headers"]:
             return "anthropic-version: header is required"
         if model is None:
             return "model: Field required"
         max_tokens = body.get("max_tokens")
-        if max_tokens is None:
+        if counting:
+            extra = next((key for key in ("max_tokens", "stream") if key in body), None)
+            if extra is not None:
+                return f"{extra}: Extra inputs are not permitted"
+        elif max_tokens is None:
             return "max_tokens: Field required"
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        elif isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
             return "max_tokens: Input should be a valid integer greater than or equal to 1"
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
@@ -350,9 +396,7 @@ class Messages:
             blocks.append(_Block("tool_use", json_pieces, call))
             stop_reason, stop_sequence = "tool_use", None
 
-        system = body.get("system")
-        counted = body["messages"] + ([{"content": system}] if system else [])
-        prompt = b.prompt_tokens if b.prompt_tokens is not None else generate.count_prompt_tokens(counted)
+        prompt = _prompt_tokens(body, b)
         cache_read = min(b.cached_tokens, prompt)
         cache_write = min(opts.cache_creation_tokens, prompt - cache_read)
         usage = {
@@ -431,4 +475,8 @@ class Messages:
 
 def anthropic_routes(state: SimState) -> list[Route]:
     """The Anthropic routes of the simulator."""
-    return [Route("/v1/messages", Messages(state).handle, methods=["POST"])]
+    messages = Messages(state)
+    return [
+        Route("/v1/messages", messages.handle, methods=["POST"]),
+        Route("/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
+    ]

@@ -4,7 +4,8 @@ OpenAI request bodies go out through ``build_request`` to ``POST {base_url}/v1/m
 ``x-api-key`` and ``anthropic-version: 2023-06-01`` headers; answers come back through
 ``to_openai_response`` (JSON) or ``StreamTranslator`` (SSE) as OpenAI ``chat.completion`` bodies and
 ``chat.completion.chunk`` frames; error statuses and mid-stream ``error`` events go through ``map_error``
-and ``error_from_event``.
+and ``error_from_event``. ``count_tokens`` forwards an Anthropic ``count_tokens`` body as it is (only the
+model renamed) to ``POST {base_url}/v1/messages/count_tokens``; its errors are mapped the same way.
 
 ``base_url`` is the API root *without* ``/v1``, as Anthropic's own SDKs take it
 (``https://api.anthropic.com``); a base URL that already ends in ``/v1`` is accepted too and not doubled.
@@ -35,7 +36,7 @@ from tollgate.providers.sse import encode_data, parse_event
 from tollgate.providers.upstream_stream import UpstreamSSEStream
 from tollgate.settings import ProviderConfig
 
-__all__ = ["API_VERSION", "AnthropicProvider", "AnthropicStream", "messages_url"]
+__all__ = ["API_VERSION", "AnthropicProvider", "AnthropicStream", "count_tokens_url", "messages_url"]
 
 API_VERSION = "2023-06-01"
 
@@ -44,6 +45,11 @@ def messages_url(base_url: str) -> str:
     """``{base_url}/v1/messages``, tolerating a base URL that already ends in ``/v1``."""
     base = base_url.rstrip("/")
     return base + ("/messages" if base.endswith("/v1") else "/v1/messages")
+
+
+def count_tokens_url(base_url: str) -> str:
+    """``{base_url}/v1/messages/count_tokens``, with the same ``/v1`` tolerance as ``messages_url``."""
+    return messages_url(base_url) + "/count_tokens"
 
 
 class AnthropicStream(UpstreamSSEStream):
@@ -144,6 +150,26 @@ class AnthropicProvider(Provider):
             json_tool=json_tool,
         )
         return AnthropicStream(self.name, resp, translator)
+
+    async def count_tokens(self, body: dict[str, Any], upstream_model: str, timeout: float) -> int:
+        """The upstream's ``input_tokens`` for an Anthropic ``count_tokens`` request ``body`` (Anthropic's
+        own shape, not OpenAI's), sent with ``model`` set to ``upstream_model``."""
+        raw = await self._client.post(
+            count_tokens_url(self.config.base_url),
+            orjson.dumps({**body, "model": upstream_model}),
+            self._headers,
+            min(timeout, self.config.timeout),
+        )
+        if raw.status >= 400:
+            raise map_error(raw.status, raw.body, raw.headers.get("Retry-After"))
+        try:
+            data = orjson.loads(raw.body)
+        except orjson.JSONDecodeError:
+            raise UpstreamBadResponseError(f"{self.name}: the upstream answered with invalid JSON") from None
+        tokens = data.get("input_tokens") if isinstance(data, dict) else None
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
+            raise UpstreamBadResponseError(f"{self.name}: the upstream's token count has no input_tokens")
+        return tokens
 
     async def close(self) -> None:
         await self._client.close()

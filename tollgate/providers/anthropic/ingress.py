@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 
-def _require(body: dict[str, Any]) -> None:
+def _require(body: dict[str, Any], *, counting: bool) -> None:
     if not isinstance(body, dict):
         raise ValidationError("the request body must be a JSON object")
     if not isinstance(body.get("model"), str) or not body["model"]:
@@ -42,12 +42,12 @@ def _require(body: dict[str, Any]) -> None:
             'model is required: name the model to use, e.g. "claude-sonnet-4-5"', param="model"
         )
     max_tokens = body.get("max_tokens")
-    if max_tokens is None:
+    if not counting and max_tokens is None:  # count_tokens takes the body without max_tokens
         raise ValidationError(
             "max_tokens is required: set the maximum number of tokens to generate, e.g. 1024",
             param="max_tokens",
         )
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+    if not counting and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
         raise ValidationError("max_tokens must be a positive integer, e.g. 1024", param="max_tokens")
     if not isinstance(body.get("messages"), list) or not body["messages"]:
         raise ValidationError(
@@ -202,13 +202,15 @@ def _reasoning_effort(thinking: Any) -> str | None:
     return "low" if budget < 2048 else "medium" if budget < 8192 else "high"
 
 
-def openai_request_from_messages(body: dict[str, Any]) -> dict[str, Any]:
+def openai_request_from_messages(body: dict[str, Any], *, counting: bool = False) -> dict[str, Any]:
     """Translate an Anthropic Messages request into an OpenAI chat-completions request.
 
     Raises ``ValidationError`` saying what to fix when ``model``, ``max_tokens`` or ``messages`` is
     missing or malformed, or when a block, tool or tool_choice cannot be expressed in OpenAI's API.
+    ``counting``: the body is a ``count_tokens`` request, which has no ``max_tokens`` (nor any in the
+    result) and is never streamed.
     """
-    _require(body)
+    _require(body, counting=counting)
     messages: list[dict[str, Any]] = []
     system = body.get("system")
     if isinstance(system, str) and system:
@@ -227,7 +229,9 @@ def openai_request_from_messages(body: dict[str, Any]) -> dict[str, Any]:
         else:
             raise ValidationError(f'messages[{i}].role must be "user" or "assistant"', param="messages")
 
-    out: dict[str, Any] = {"model": body["model"], "messages": messages, "max_tokens": body["max_tokens"]}
+    out: dict[str, Any] = {"model": body["model"], "messages": messages}
+    if not counting:
+        out["max_tokens"] = body["max_tokens"]
     if body.get("tools"):
         out["tools"] = _tools(body["tools"])
         if body.get("tool_choice") is not None:
@@ -246,7 +250,7 @@ def openai_request_from_messages(body: dict[str, Any]) -> dict[str, Any]:
     metadata = body.get("metadata")
     if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
         out["user"] = metadata["user_id"]
-    if body.get("stream"):
+    if body.get("stream") and not counting:
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
     return out
