@@ -119,15 +119,7 @@ class AnthropicProvider(Provider):
         json_tool = json_tool_name(body)
         request = build_request(body, upstream_model)
         request.pop("stream", None)
-        raw = await self._client.post(
-            self._url, orjson.dumps(request), self._headers, min(timeout, self.config.timeout)
-        )
-        if raw.status >= 400:
-            raise map_error(raw.status, raw.body, raw.headers.get("Retry-After"))
-        try:
-            data = orjson.loads(raw.body)
-        except orjson.JSONDecodeError:
-            raise UpstreamBadResponseError(f"{self.name}: the upstream answered with invalid JSON") from None
+        data = await self._post_json(self._url, request, timeout)
         if not isinstance(data, dict):
             raise UpstreamBadResponseError(f"{self.name}: the upstream answer is not a message object")
         reported = data.get("model")
@@ -154,22 +146,24 @@ class AnthropicProvider(Provider):
     async def count_tokens(self, body: dict[str, Any], upstream_model: str, timeout: float) -> int:
         """The upstream's ``input_tokens`` for an Anthropic ``count_tokens`` request ``body`` (Anthropic's
         own shape, not OpenAI's), sent with ``model`` set to ``upstream_model``."""
-        raw = await self._client.post(
-            count_tokens_url(self.config.base_url),
-            orjson.dumps({**body, "model": upstream_model}),
-            self._headers,
-            min(timeout, self.config.timeout),
-        )
-        if raw.status >= 400:
-            raise map_error(raw.status, raw.body, raw.headers.get("Retry-After"))
-        try:
-            data = orjson.loads(raw.body)
-        except orjson.JSONDecodeError:
-            raise UpstreamBadResponseError(f"{self.name}: the upstream answered with invalid JSON") from None
+        url = count_tokens_url(self.config.base_url)
+        data = await self._post_json(url, {**body, "model": upstream_model}, timeout)
         tokens = data.get("input_tokens") if isinstance(data, dict) else None
         if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
             raise UpstreamBadResponseError(f"{self.name}: the upstream's token count has no input_tokens")
         return tokens
+
+    async def _post_json(self, url: str, request: dict[str, Any], timeout: float) -> Any:
+        """POST ``request``; an error status raises mapped, an answer that is not JSON raises a 502."""
+        raw = await self._client.post(
+            url, orjson.dumps(request), self._headers, min(timeout, self.config.timeout)
+        )
+        if raw.status >= 400:
+            raise map_error(raw.status, raw.body, raw.headers.get("Retry-After"))
+        try:
+            return orjson.loads(raw.body)
+        except orjson.JSONDecodeError:
+            raise UpstreamBadResponseError(f"{self.name}: the upstream answered with invalid JSON") from None
 
     async def close(self) -> None:
         await self._client.close()
