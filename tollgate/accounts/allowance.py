@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
@@ -135,7 +136,10 @@ class RedisAllowance:
     async def _create(self, key: str, account_id: str, when: float) -> None:
         _, start, end = month_of(when)
         base = await used_in_month(self._storage, account_id, start, end)
-        await self._redis.set(key, base, nx=True, exat=int(end) + 86_400)
+        # Kept a day past the month's end, and never less than a day from now: a request of a month already
+        # over (settled late, or a clock set back) must not write a key that expires at once.
+        expires = max(int(end), int(time.time())) + 86_400
+        await self._redis.set(key, base, nx=True, exat=expires)
 
     def _key(self, account_id: str, when: float) -> str:
         return f"{self._prefix}{account_id}:{month_of(when)[0]}"

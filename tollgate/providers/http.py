@@ -1,8 +1,6 @@
-"""The one place that talks HTTP to upstreams: a pooled aiohttp session per provider.
+"""The one place that talks HTTP to upstreams: a pooled keep-alive client per provider (``h1.py``).
 
-aiohttp is used rather than httpx because it measured several times cheaper per request here and keeps
-its latency under concurrency (see bench/). All upstream transport failures are mapped into the error tree
-in this module.
+All upstream transport failures are mapped into the error tree in this module.
 """
 
 from __future__ import annotations
@@ -11,14 +9,15 @@ import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import aiohttp
-
 from tollgate.errors import (
     UpstreamBadResponseError,
     UpstreamError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
+from tollgate.providers import h1
+
+UpstreamResponse = h1.Response
 
 
 @dataclass(slots=True)
@@ -29,17 +28,17 @@ class RawResponse:
 
 
 def transport_error(provider: str, exc: BaseException, limit: float | None = None) -> UpstreamError:
-    """Map an aiohttp/asyncio failure to the error tree."""
+    """Map a transport failure (``h1`` errors, ``OSError``, ``TimeoutError``) to the error tree."""
     if isinstance(exc, UpstreamError):
         return exc
     if isinstance(exc, TimeoutError):
         within = f" within {limit:g} s" if limit else ""
         return UpstreamTimeoutError(f"{provider}: the upstream did not answer{within}")
-    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ClientConnectionResetError):
+    if isinstance(exc, h1.ConnectError):
         return UpstreamUnavailableError(f"{provider}: cannot connect to the upstream ({exc.strerror or exc})")
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+    if isinstance(exc, h1.Disconnected):
         return UpstreamBadResponseError(f"{provider}: the upstream closed the connection mid-response")
-    if isinstance(exc, aiohttp.ClientError):
+    if isinstance(exc, OSError | ValueError):
         return UpstreamBadResponseError(f"{provider}: upstream transport error: {exc}")
     return UpstreamBadResponseError(f"{provider}: unexpected upstream failure: {type(exc).__name__}")
 
@@ -47,48 +46,33 @@ def transport_error(provider: str, exc: BaseException, limit: float | None = Non
 class HttpClient:
     def __init__(self, name: str, *, max_connections: int = 256, headers: Mapping[str, str] | None = None):
         self.name = name
-        self._max_connections = max_connections
         self._headers = dict(headers or {})
-        self._session: aiohttp.ClientSession | None = None
+        self._client = h1.Client(max_connections)
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(
-                limit=self._max_connections, keepalive_timeout=30, enable_cleanup_closed=True
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                headers=self._headers,
-                auto_decompress=True,
-                skip_auto_headers=("User-Agent",),
-            )
-        return self._session
+    def _merged(self, headers: Mapping[str, str]) -> Mapping[str, str]:
+        return {**self._headers, **headers} if self._headers else headers
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> RawResponse:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         try:
-            async with asyncio.timeout(timeout):
-                async with self.session.post(url, data=body, headers=headers) as resp:
-                    data = await resp.read()
-                    return RawResponse(resp.status, resp.headers, data)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            resp = await self._client.post(url, body, self._merged(headers), timeout)
+            data = await resp.read(deadline)
+        except (OSError, ValueError, TimeoutError) as exc:
             raise transport_error(self.name, exc, timeout) from None
+        return RawResponse(resp.status, resp.headers, data)
 
     async def open(
         self, url: str, body: bytes, headers: Mapping[str, str], timeout: float, idle: float
-    ) -> aiohttp.ClientResponse:
+    ) -> UpstreamResponse:
         """Send a request and return once the response headers arrived (within ``timeout``); reads of the
         body then fail after ``idle`` seconds without data. The caller must ``close()`` the response."""
         try:
-            async with asyncio.timeout(timeout):
-                return await self.session.post(
-                    url,
-                    data=body,
-                    headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=idle),
-                )
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            resp = await self._client.post(url, body, self._merged(headers), timeout)
+        except (OSError, ValueError, TimeoutError) as exc:
             raise transport_error(self.name, exc, timeout) from None
+        resp.idle = idle
+        return resp
 
     async def open_stream(
         self,
@@ -97,14 +81,14 @@ class HttpClient:
         headers: Mapping[str, str],
         timeout: float,
         map_error: Callable[[int, bytes, str | None], UpstreamError],
-    ) -> aiohttp.ClientResponse:
+    ) -> UpstreamResponse:
         """``open`` with ``timeout`` as the idle limit too; an error status is read, closed and raised as
         ``map_error(status, body, retry_after)``."""
         resp = await self.open(url, body, headers, timeout, idle=timeout)
         if resp.status >= 400:
             try:
-                err_body = await resp.read()
-            except (aiohttp.ClientError, TimeoutError):
+                err_body = await resp.read(asyncio.get_running_loop().time() + timeout)
+            except (OSError, TimeoutError):
                 err_body = b""
             finally:
                 resp.close()
@@ -112,6 +96,4 @@ class HttpClient:
         return resp
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        self._client.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
 import orjson
 
 from tollgate.errors import (
@@ -20,7 +19,7 @@ from tollgate.errors import (
     UpstreamUnavailableError,
 )
 from tollgate.providers.base import ChatResult, ChatStream, EmbeddingsResult, Provider
-from tollgate.providers.http import HttpClient
+from tollgate.providers.http import HttpClient, UpstreamResponse
 from tollgate.providers.openai_responses import ResponsesStream, parse_response
 from tollgate.providers.presets import GENERIC, Preset, adapt_body, preset
 from tollgate.providers.sse import encode_data, parse_event
@@ -168,7 +167,7 @@ class OpenAICompatProvider(Provider):
         resp = await self._open(self.config.base_url + "/responses", payload, timeout)
         return ResponsesStream(self.name, resp)
 
-    async def _open(self, url: str, payload: bytes, timeout: float) -> aiohttp.ClientResponse:
+    async def _open(self, url: str, payload: bytes, timeout: float) -> UpstreamResponse:
         """Open a streamed request; an error status is raised here, mapped."""
         limit = min(timeout, self.config.timeout)
         return await self._client.open_stream(url, payload, self._headers, limit, self._map_error)

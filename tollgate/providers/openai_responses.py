@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
 import orjson
 
 from tollgate.errors import UpstreamBadResponseError, UpstreamError
 from tollgate.providers.base import ChatResult
+from tollgate.providers.http import UpstreamResponse
 from tollgate.providers.sse import parse_event
 from tollgate.providers.upstream_stream import UpstreamSSEStream
 from tollgate.providers.usage import Usage
@@ -71,7 +71,7 @@ class ResponsesStream(UpstreamSSEStream):
 
     native = True
 
-    def __init__(self, provider: str, resp: aiohttp.ClientResponse) -> None:
+    def __init__(self, provider: str, resp: UpstreamResponse) -> None:
         super().__init__(provider, resp)
         self._seq = -1  # the last sequence_number relayed
 

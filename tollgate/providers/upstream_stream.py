@@ -11,11 +11,9 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import AsyncIterator
 
-import aiohttp
-
 from tollgate.errors import UpstreamError
 from tollgate.providers.base import ChatStream
-from tollgate.providers.http import transport_error
+from tollgate.providers.http import UpstreamResponse, transport_error
 from tollgate.providers.sse import SSESplitter
 
 
@@ -23,7 +21,7 @@ class UpstreamSSEStream(ChatStream):
     # Stop reading once ``finished`` (the upstream's end marker); Gemini has none and reads to the close.
     stop_when_finished = True
 
-    def __init__(self, provider: str, resp: aiohttp.ClientResponse) -> None:
+    def __init__(self, provider: str, resp: UpstreamResponse) -> None:
         super().__init__()
         self._provider = provider
         self._resp = resp
@@ -34,7 +32,7 @@ class UpstreamSSEStream(ChatStream):
     async def _frames(self) -> AsyncIterator[bytes]:
         splitter = SSESplitter()
         try:
-            async for data in self._resp.content.iter_any():
+            async for data in self._resp.iter_any():
                 out, failure = self._read(splitter.feed(data))
                 if out:
                     yield out
@@ -42,7 +40,7 @@ class UpstreamSSEStream(ChatStream):
                     raise failure
                 if self.finished and self.stop_when_finished:
                     return
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (OSError, TimeoutError) as exc:
             raise transport_error(self._provider, exc) from None
         out, failure = self._read(splitter.feed(b"\n\n"))
         if out:

@@ -22,7 +22,6 @@ import time
 import uuid
 from typing import Any
 
-import aiohttp
 import orjson
 
 from tollgate.errors import UpstreamBadResponseError
@@ -31,7 +30,7 @@ from tollgate.providers.anthropic.request import build_request, json_tool_name
 from tollgate.providers.anthropic.response import to_openai_response, usage_from_anthropic
 from tollgate.providers.anthropic.stream import StreamTranslator
 from tollgate.providers.base import ChatResult, ChatStream, Provider
-from tollgate.providers.http import HttpClient
+from tollgate.providers.http import HttpClient, UpstreamResponse
 from tollgate.providers.sse import encode_data, parse_event
 from tollgate.providers.upstream_stream import UpstreamSSEStream
 from tollgate.settings import ProviderConfig
@@ -60,7 +59,7 @@ class AnthropicStream(UpstreamSSEStream):
     error, raised after the frames already translated from the same read were yielded.
     """
 
-    def __init__(self, provider: str, resp: aiohttp.ClientResponse, translator: StreamTranslator) -> None:
+    def __init__(self, provider: str, resp: UpstreamResponse, translator: StreamTranslator) -> None:
         super().__init__(provider, resp)
         self._translator = translator
 

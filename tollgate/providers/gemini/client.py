@@ -17,7 +17,6 @@ import time
 import uuid
 from typing import Any
 
-import aiohttp
 import orjson
 
 from tollgate.errors import UpstreamBadResponseError
@@ -26,7 +25,7 @@ from tollgate.providers.gemini.errors import map_error
 from tollgate.providers.gemini.request import build_request, endpoint_path
 from tollgate.providers.gemini.response import to_openai_response, usage_from_gemini
 from tollgate.providers.gemini.stream import StreamTranslator
-from tollgate.providers.http import HttpClient
+from tollgate.providers.http import HttpClient, UpstreamResponse
 from tollgate.providers.sse import encode_data, parse_event
 from tollgate.providers.upstream_stream import UpstreamSSEStream
 from tollgate.settings import ProviderConfig
@@ -58,7 +57,7 @@ class GeminiStream(UpstreamSSEStream):
 
     stop_when_finished = False  # Gemini sends no end marker: read until the connection closes
 
-    def __init__(self, provider: str, resp: aiohttp.ClientResponse, upstream_model: str) -> None:
+    def __init__(self, provider: str, resp: UpstreamResponse, upstream_model: str) -> None:
         super().__init__(provider, resp)
         self._model = upstream_model
         self._translator: StreamTranslator | None = None
