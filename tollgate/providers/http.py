@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
 
 from tollgate.errors import (
     UpstreamBadResponseError,
@@ -61,6 +64,24 @@ class HttpClient:
         except (OSError, ValueError, TimeoutError) as exc:
             raise transport_error(self.name, exc, timeout) from None
         return RawResponse(resp.status, resp.headers, data)
+
+    async def post_json(
+        self,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        timeout: float,
+        map_error: Callable[[int, bytes, str | None], UpstreamError],
+    ) -> tuple[bytes, Any]:
+        """``post``, then: an error status raises ``map_error(status, body, retry_after)``; a body that is not
+        JSON raises a 502. Returns the raw body and its parsed value."""
+        raw = await self.post(url, body, headers, timeout)
+        if raw.status >= 400:
+            raise map_error(raw.status, raw.body, raw.headers.get("Retry-After"))
+        try:
+            return raw.body, orjson.loads(raw.body)
+        except orjson.JSONDecodeError:
+            raise UpstreamBadResponseError(f"{self.name}: the upstream answered with invalid JSON") from None
 
     async def open(
         self, url: str, body: bytes, headers: Mapping[str, str], timeout: float, idle: float

@@ -138,16 +138,10 @@ class OpenAICompatProvider(Provider):
 
     async def chat(self, body: dict[str, Any], upstream_model: str, timeout: float) -> ChatResult:
         payload = prepare_body(body, upstream_model, stream=False, quirks=self._quirks)
-        raw = await self._client.post(self._url, payload, self._headers, min(timeout, self.config.timeout))
-        if raw.status >= 400:
-            raise map_error(self.name, raw.status, raw.body, raw.headers.get("Retry-After"))
-        try:
-            data = orjson.loads(raw.body)
-        except orjson.JSONDecodeError:
-            raise UpstreamBadResponseError(f"{self.name}: the upstream answered with invalid JSON") from None
+        raw, data = await self._post(self._url, payload, timeout)
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
             raise UpstreamBadResponseError(f"{self.name}: the upstream answer is not a chat completion")
-        return ChatResult(raw.body, data, Usage.from_openai(data.get("usage")))
+        return ChatResult(raw, data, Usage.from_openai(data.get("usage")))
 
     async def chat_stream(self, body: dict[str, Any], upstream_model: str, timeout: float) -> ChatStream:
         payload = prepare_body(body, upstream_model, stream=True, quirks=self._quirks)
@@ -167,6 +161,11 @@ class OpenAICompatProvider(Provider):
         resp = await self._open(self.config.base_url + "/responses", payload, timeout)
         return ResponsesStream(self.name, resp)
 
+    async def _post(self, url: str, payload: bytes, timeout: float) -> tuple[bytes, Any]:
+        """POST and parse JSON; an error status is raised here, mapped."""
+        limit = min(timeout, self.config.timeout)
+        return await self._client.post_json(url, payload, self._headers, limit, self._map_error)
+
     async def _open(self, url: str, payload: bytes, timeout: float) -> UpstreamResponse:
         """Open a streamed request; an error status is raised here, mapped."""
         limit = min(timeout, self.config.timeout)
@@ -178,17 +177,10 @@ class OpenAICompatProvider(Provider):
     async def embeddings(self, body: dict[str, Any], upstream_model: str, timeout: float) -> EmbeddingsResult:
         """``POST {base_url}/embeddings``: the body as the client sent it, with the upstream model name."""
         payload = orjson.dumps({**body, "model": upstream_model})
-        url = self.config.base_url + "/embeddings"
-        raw = await self._client.post(url, payload, self._headers, min(timeout, self.config.timeout))
-        if raw.status >= 400:
-            raise map_error(self.name, raw.status, raw.body, raw.headers.get("Retry-After"))
-        try:
-            data = orjson.loads(raw.body)
-        except orjson.JSONDecodeError:
-            raise UpstreamBadResponseError(f"{self.name}: the upstream answered with invalid JSON") from None
+        raw, data = await self._post(self.config.base_url + "/embeddings", payload, timeout)
         if not isinstance(data, dict) or not isinstance(data.get("data"), list):
             raise UpstreamBadResponseError(f"{self.name}: the upstream answer is not an embeddings list")
-        return EmbeddingsResult(raw.body, data, Usage.from_openai(data.get("usage")))
+        return EmbeddingsResult(raw, data, Usage.from_openai(data.get("usage")))
 
     async def close(self) -> None:
         await self._client.close()

@@ -154,15 +154,9 @@ class AnthropicProvider(Provider):
 
     async def _post_json(self, url: str, request: dict[str, Any], timeout: float) -> Any:
         """POST ``request``; an error status raises mapped, an answer that is not JSON raises a 502."""
-        raw = await self._client.post(
-            url, orjson.dumps(request), self._headers, min(timeout, self.config.timeout)
-        )
-        if raw.status >= 400:
-            raise map_error(raw.status, raw.body, raw.headers.get("Retry-After"))
-        try:
-            return orjson.loads(raw.body)
-        except orjson.JSONDecodeError:
-            raise UpstreamBadResponseError(f"{self.name}: the upstream answered with invalid JSON") from None
+        limit = min(timeout, self.config.timeout)
+        _, data = await self._client.post_json(url, orjson.dumps(request), self._headers, limit, map_error)
+        return data
 
     async def close(self) -> None:
         await self._client.close()

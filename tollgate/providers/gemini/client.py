@@ -140,13 +140,8 @@ class GeminiProvider(Provider):
     async def chat(self, body: dict[str, Any], upstream_model: str, timeout: float) -> ChatResult:
         payload = orjson.dumps(build_request(body))
         url = self._url(upstream_model, stream=False)
-        raw = await self._client.post(url, payload, self._headers, min(timeout, self.config.timeout))
-        if raw.status >= 400:
-            raise map_error(raw.status, raw.body, raw.headers.get("Retry-After"))
-        try:
-            data = orjson.loads(raw.body)
-        except orjson.JSONDecodeError:
-            raise UpstreamBadResponseError(f"{self.name}: the upstream answered with invalid JSON") from None
+        limit = min(timeout, self.config.timeout)
+        _, data = await self._client.post_json(url, payload, self._headers, limit, map_error)
         if not isinstance(data, dict):
             raise UpstreamBadResponseError(
                 f"{self.name}: the upstream answer is not a GenerateContentResponse"
