@@ -19,10 +19,16 @@ class SSESplitter:
 
     def feed(self, data: bytes) -> list[bytes]:
         buf = self._buf + data if self._buf else data
-        if b"\n\n" not in buf and b"\r\r" not in buf and b"\r\n\r\n" not in buf:
+        if b"\r" not in buf:  # the common case (every major provider ends lines with \n): a plain split
+            if b"\n\n" not in buf:
+                self._buf = buf
+                return []
+            parts = buf.split(b"\n\n")
+        elif b"\n\n" not in buf and b"\r\r" not in buf and b"\r\n\r\n" not in buf:
             self._buf = buf
             return []
-        parts = _BOUNDARY.split(buf)
+        else:
+            parts = _BOUNDARY.split(buf)
         self._buf = parts.pop()
         return [p for p in parts if p]
 
@@ -33,6 +39,8 @@ class SSESplitter:
 
 def parse_event(raw: bytes) -> tuple[str, bytes]:
     """``(event name, data)`` of one event; data lines are joined with newlines, comments dropped."""
+    if raw.startswith(b"data: ") and b"\n" not in raw and b"\r" not in raw:
+        return "message", raw[6:]  # the common case: one data line
     name = "message"
     data: list[bytes] = []
     for line in raw.splitlines():
