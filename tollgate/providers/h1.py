@@ -294,7 +294,9 @@ class Pool:
         self.host = host
         self.port = port
         self.tls = tls
-        self.host_header = (host if port in (80, 443) else f"{host}:{port}").encode("idna")
+        name = f"[{host}]" if ":" in host else host  # an IPv6 literal is bracketed
+        default_port = 80 if tls is None else 443
+        self.host_header = (name if port == default_port else f"{name}:{port}").encode("idna")
         self._limit = limit
         self._busy = 0  # connections carrying a request (their response not yet complete)
         self._waiters: deque[asyncio.Future[None]] = deque()

@@ -34,10 +34,11 @@ class Script:
         self.closed = asyncio.Event()
         self.server: asyncio.Server | None = None
 
-    async def start(self, tls: ssl.SSLContext | None = None) -> str:
-        self.server = await asyncio.start_server(self._conn, "127.0.0.1", 0, ssl=tls)
+    async def start(self, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> str:
+        self.server = await asyncio.start_server(self._conn, host, 0, ssl=tls)
         port = self.server.sockets[0].getsockname()[1]
-        return f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+        name = f"[{host}]" if ":" in host else host
+        return f"{'https' if tls else 'http'}://{name}:{port}"
 
     async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -361,6 +362,37 @@ async def test_a_stream_silent_for_longer_than_idle_times_out(script) -> None:  
         async for data in resp.iter_any():
             got.append(data)
     assert got == [b"hi"]
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("http://api.example.com/v1", b"api.example.com"),
+        ("http://api.example.com:80/v1", b"api.example.com"),
+        ("https://api.example.com/v1", b"api.example.com"),
+        ("https://api.example.com:8443/v1", b"api.example.com:8443"),
+        ("http://api.example.com:443/v1", b"api.example.com:443"),
+        ("http://[::1]:9000/v1", b"[::1]:9000"),
+        ("https://bücher.example/v1", b"xn--bcher-kva.example"),
+    ],
+)
+def test_the_host_header_names_the_port_only_when_it_is_not_the_schemes_default(
+    url: str, host: bytes
+) -> None:
+    pool, _ = h1.Client()._target(url)
+    assert pool.host_header == host
+
+
+async def test_an_ipv6_upstream_is_reached() -> None:
+    s = Script(serve_forever(lambda body: ok(b"v6:" + body)))
+    url = await s.start(host="::1")
+    try:
+        client = h1.Client()
+        assert await (await client.post(url + "/x", b"hi", {}, 5)).read() == b"v6:hi"
+        assert s.requests[0][1]["host"] == url.removeprefix("http://")
+        client.close()
+    finally:
+        await s.stop()
 
 
 def test_header_values_with_line_breaks_are_refused() -> None:
