@@ -35,6 +35,10 @@ class Disconnected(OSError):
     """The upstream closed the connection before the response was complete."""
 
 
+class ClosedBeforeAnswer(Disconnected):
+    """The upstream closed the connection after the request was sent and before any byte of an answer."""
+
+
 class ProtocolError(OSError):
     """The upstream's bytes are not a valid HTTP/1.1 response."""
 
@@ -198,6 +202,7 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self.delimited = False  # the body has a length or is chunked (else it ends at the close)
         self.leased = False  # carrying a request: holds one of the pool's slots
+        self.answered = False  # a byte of the current request's answer has arrived
 
     # -- asyncio.Protocol --
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -205,6 +210,7 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        self.answered = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -217,7 +223,8 @@ class _Connection(asyncio.Protocol):
         resp = self.response
         waiter = self.headers_waiter
         if waiter is not None and not waiter.done():
-            waiter.set_exception(Disconnected("the upstream closed the connection before answering"))
+            lost = ClosedBeforeAnswer if not self.answered else Disconnected
+            waiter.set_exception(lost("the upstream closed the connection before answering"))
         elif resp is not None and not resp._done:
             if not self.delimited and resp.status and exc is None:
                 resp._finish()  # a body delimited by the connection's close
@@ -305,19 +312,46 @@ class Pool:
 
     async def request(self, method: bytes, path: bytes, head: bytes, body: bytes, timeout: float) -> Response:
         """Send one request; return once the response headers arrived, within ``timeout`` seconds (the
-        time to get a connection included). ``head`` is the encoded header lines after ``Host``."""
+        time to get a connection included). ``head`` is the encoded header lines after ``Host``.
+
+        A kept-alive connection can be closed by the upstream (its idle timeout) just as a request goes out
+        on it. An upstream that closes an idle connection does not read what arrives on it, so when a reused
+        connection closes before any byte of an answer, the request is sent once more on a new connection
+        instead of failing (the official SDKs retry such connection errors too)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        conn, reused = await self._lease(deadline, reuse=True)
+        try:
+            return await self._send(conn, method, path, head, body, deadline)
+        except ClosedBeforeAnswer:
+            if not reused:
+                raise
+        conn, _ = await self._lease(deadline, reuse=False)
+        return await self._send(conn, method, path, head, body, deadline)
+
+    async def _lease(self, deadline: float, *, reuse: bool) -> tuple[_Connection, bool]:
+        """A connection carrying no request (an idle one when ``reuse``, else a new one), holding a slot;
+        and whether it was reused."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
         while self._busy >= self._limit:
             await self._wait_slot(deadline)
         self._busy += 1
         try:
-            conn = self._reuse(loop.time()) or await self._connect(deadline - loop.time())
+            conn = self._reuse(loop.time()) if reuse else None
+            reused = conn is not None
+            if conn is None:
+                conn = await self._connect(deadline - loop.time())
         except BaseException:
             self._busy -= 1
             self._wake_one()
             raise
         conn.leased = True
+        return conn, reused
+
+    async def _send(
+        self, conn: _Connection, method: bytes, path: bytes, head: bytes, body: bytes, deadline: float
+    ) -> Response:
+        loop = asyncio.get_running_loop()
+        conn.answered = False
         resp = conn.response = Response(conn)
         waiter: asyncio.Future[Response] = loop.create_future()
         conn.headers_waiter = waiter

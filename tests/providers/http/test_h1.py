@@ -266,6 +266,46 @@ async def test_an_idle_connection_closed_by_the_upstream_is_not_reused(script) -
     client.close()
 
 
+def closes_on_the_second_request(partial: bytes) -> Handler:
+    """The first connection answers one request, then on the next sends ``partial`` and closes (a keep-alive
+    connection closed by its idle timeout as a request arrived); later connections answer normally."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Script) -> None:
+        first = s.connections == 1
+        _, _, body = await s.read_request(reader)
+        writer.write(ok(b"answer:" + body))
+        await writer.drain()
+        await s.read_request(reader)
+        if first:
+            writer.write(partial)
+            return
+        writer.write(ok(b"second connection"))
+        await writer.drain()
+
+    return handler
+
+
+async def test_a_reused_connection_closed_before_any_answer_is_retried_once_on_a_new_one(script) -> None:  # type: ignore[no-untyped-def]
+    s, url = await script(closes_on_the_second_request(b""))
+    client = h1.Client()
+    assert await (await client.post(url + "/x", b"1", {}, 5)).read() == b"answer:1"
+    assert await (await client.post(url + "/x", b"2", {}, 5)).read() == b"answer:2"
+    assert s.connections == 2
+    assert [body for _, _, body in s.requests] == [b"1", b"2", b"2"]
+    client.close()
+
+
+async def test_a_reused_connection_closed_after_part_of_an_answer_is_not_retried(script) -> None:  # type: ignore[no-untyped-def]
+    s, url = await script(closes_on_the_second_request(b"HTTP/1.1 200 OK\r\nContent-Le"))
+    client = h1.Client()
+    assert await (await client.post(url + "/x", b"1", {}, 5)).read() == b"answer:1"
+    with pytest.raises(h1.Disconnected) as caught:
+        await client.post(url + "/x", b"2", {}, 5)
+    assert not isinstance(caught.value, h1.ClosedBeforeAnswer)
+    assert s.connections == 1 and len(s.requests) == 2
+    client.close()
+
+
 async def test_a_response_abandoned_mid_body_drops_its_connection(script) -> None:  # type: ignore[no-untyped-def]
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Script) -> None:
         await s.read_request(reader)
