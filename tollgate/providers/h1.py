@@ -14,6 +14,7 @@ Failures raise ``OSError`` subclasses (``ConnectError``, ``Disconnected``, ``Pro
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import zlib
 from collections import deque
@@ -21,7 +22,9 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+import aiohappyeyeballs
 import httptools
+from aiohappyeyeballs import AddrInfoType
 
 KEEPALIVE_SECONDS = 30.0  # an idle connection older than this is closed instead of reused
 HIGH_WATER = 1 << 20  # buffered, unread body bytes above which reading from the socket pauses
@@ -294,6 +297,12 @@ class _Connection(asyncio.Protocol):
             self.drop()
 
 
+async def resolve(host: str, port: int) -> list[AddrInfoType]:
+    """The addresses to connect to, in the resolver's order."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return cast(list[AddrInfoType], infos)
+
+
 class Pool:
     """Keep-alive connections to one origin (scheme, host, port), at most ``limit`` open at once."""
 
@@ -411,13 +420,16 @@ class Pool:
         return None
 
     async def _connect(self, timeout: float) -> _Connection:
+        """A new connection: the host's addresses tried by Happy Eyeballs (RFC 8305, a 250 ms head start
+        each, IPv6 and IPv4 interleaved), so an unreachable address family costs 250 ms, not the timeout."""
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
+                infos = await resolve(self.host, self.port)
+                sock = await aiohappyeyeballs.start_connection(infos, happy_eyeballs_delay=0.25, interleave=1)
                 _, conn = await loop.create_connection(
                     lambda: _Connection(self),
-                    self.host,
-                    self.port,
+                    sock=sock,
                     ssl=self.tls,
                     server_hostname=self.host if self.tls is not None else None,
                 )

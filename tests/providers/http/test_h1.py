@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import socket
 import ssl
 import subprocess
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -331,6 +333,29 @@ async def test_connection_refused_is_a_connect_error_and_maps_to_unavailable() -
         await h1.Client().post(url, b"", {}, 2)
     with pytest.raises(UpstreamUnavailableError, match="cannot connect"):
         await HttpClient("up").post(url, b"", {}, 2)
+
+
+async def test_each_address_of_the_host_is_tried_until_one_connects(
+    script, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    refused = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    dead_port = refused.sockets[0].getsockname()[1]
+    refused.close()
+    await refused.wait_closed()
+    _, url = await script(serve_forever(lambda body: ok(b"reached")))
+    port = int(url.rsplit(":", 1)[1])
+    tried: list[str] = []
+
+    async def two_addresses(host: str, _port: int) -> list[Any]:
+        tried.append(host)
+        tcp = (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "")
+        return [(*tcp, ("127.0.0.1", dead_port)), (*tcp, ("127.0.0.1", port))]
+
+    monkeypatch.setattr(h1, "resolve", two_addresses)
+    client = h1.Client()
+    assert await (await client.post("http://upstream.test:1234/x", b"", {}, 5)).read() == b"reached"
+    assert tried == ["upstream.test"]
+    client.close()
 
 
 async def test_close_before_answering_is_disconnected_and_maps_to_bad_response(script) -> None:  # type: ignore[no-untyped-def]
