@@ -257,6 +257,30 @@ class Messages:
         return rec, body
 
     async def handle(self, request: Request) -> Response:
+        admitted = await self._admit(request, counting=False)
+        if isinstance(admitted, Response):
+            return admitted
+        rec, body, model, b, opts = admitted
+        tool = self._tool(body, opts)
+        if isinstance(tool, str):
+            return self._error(rec, 400, tool)
+        return self._answer(request, rec, body, model, b, opts, tool)
+
+    async def count_tokens(self, request: Request) -> Response:
+        """``POST /v1/messages/count_tokens``: the options (latency, require_key, error, invalid_json,
+        prompt_tokens) apply as on ``/v1/messages``."""
+        admitted = await self._admit(request, counting=True)
+        if isinstance(admitted, Response):
+            return admitted
+        rec, body, _, b, _ = admitted
+        payload = orjson.dumps({"input_tokens": _prompt_tokens(body, b)})
+        return self._reply(rec, 200, payload[: len(payload) // 2] if b.invalid_json else payload)
+
+    async def _admit(
+        self, request: Request, *, counting: bool
+    ) -> tuple[dict[str, Any], dict[str, Any], str, Behaviour, AnthropicOptions] | Response:
+        """What both endpoints do first: read the body and the options, wait (latency, hang), check the key,
+        validate, inject an error. The record, body, model, behaviour and options; or the response to send."""
         rec, body = await self._open(request)
         if isinstance(body, Response):
             return body
@@ -267,38 +291,13 @@ class Messages:
         early = await self._before(request, rec, b)
         if early is not None:
             return early
-        problem = self._invalid(rec, body, model)
+        problem = self._invalid(rec, body, model, counting=counting)
         if problem is not None:
             return self._error(rec, 400, problem)
         early = self._injected_error(rec, b)
         if early is not None:
             return early
-        tool = self._tool(body, opts)
-        if isinstance(tool, str):
-            return self._error(rec, 400, tool)
-        return self._answer(request, rec, body, str(model), b, opts, tool)
-
-    async def count_tokens(self, request: Request) -> Response:
-        """``POST /v1/messages/count_tokens``: the options (latency, require_key, error, invalid_json,
-        prompt_tokens) apply as on ``/v1/messages``."""
-        rec, body = await self._open(request)
-        if isinstance(body, Response):
-            return body
-        try:
-            model, b, _ = resolve(self.state.resolver.default_options, body.get("model"), body.get("sim"))
-        except OptionError as exc:
-            return self._error(rec, 400, str(exc))
-        early = await self._before(request, rec, b)
-        if early is not None:
-            return early
-        problem = self._invalid(rec, body, model, counting=True)
-        if problem is not None:
-            return self._error(rec, 400, problem)
-        early = self._injected_error(rec, b)
-        if early is not None:
-            return early
-        payload = orjson.dumps({"input_tokens": _prompt_tokens(body, b)})
-        return self._reply(rec, 200, payload[: len(payload) // 2] if b.invalid_json else payload)
+        return rec, body, str(model), b, opts
 
     async def _before(self, request: Request, rec: dict[str, Any], b: Behaviour) -> Response | None:
         """Latency, hang and the API-key check: a response to send instead, or None to go on."""
