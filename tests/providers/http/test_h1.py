@@ -323,6 +323,66 @@ async def test_a_response_abandoned_mid_body_drops_its_connection(script) -> Non
     client.close()
 
 
+async def test_the_pool_gives_back_every_slot_whatever_becomes_of_its_requests(script) -> None:  # type: ignore[no-untyped-def]
+    """200 requests through 4 slots, each ending one of six ways; afterwards no slot is held, at most 4
+    connections are open, and a plain request still goes through."""
+    endings = ["ok", "close", "cut", "slow", "stream", "garbage"]
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Script) -> None:
+        while True:
+            _, _, body = await s.read_request(reader)
+            how = body.decode()
+            if how == "close":  # closes without an answer
+                return
+            if how == "cut":  # closes mid-body
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort")
+                return
+            if how == "garbage":
+                writer.write(b"NOT HTTP\r\n\r\n")
+                return
+            if how == "slow":  # answers after the client's timeout
+                await asyncio.sleep(0.05)
+            if how == "stream":  # the client abandons it after the first chunk
+                writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n")
+                await writer.drain()
+                await asyncio.sleep(0.02)
+                writer.write(b"1\r\nb\r\n0\r\n\r\n")
+            else:
+                writer.write(ok(b"fine"))
+            await writer.drain()
+
+    _, url = await script(handler)
+    client = h1.Client(limit=4)
+    outcomes: dict[str, int] = {}
+
+    async def one(i: int) -> None:
+        how = endings[i % len(endings)]
+        try:
+            resp = await client.post(url + "/x", how.encode(), {}, 0.03 if how == "slow" else 5)
+            if how == "stream":
+                resp.idle = 5
+                async for _ in resp.iter_any():
+                    break
+                resp.close()
+            else:
+                await resp.read()
+            outcome = "ok"
+        except (OSError, TimeoutError) as exc:
+            outcome = type(exc).__name__
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+
+    await asyncio.gather(*(one(i) for i in range(200)))
+    await asyncio.sleep(0.1)
+    (pool,) = client._pools.values()
+    assert pool._busy == 0 and not pool._waiters
+    assert len(pool._all) <= 4
+    # 34 requests each of ok and close (i % 6 == 0, 1), 33 each of cut, slow, stream and garbage
+    assert outcomes == {"ok": 34 + 33, "ClosedBeforeAnswer": 34, "Disconnected": 33, "TimeoutError": 33,
+                        "ProtocolError": 33}  # fmt: skip
+    assert await (await client.post(url + "/x", b"ok", {}, 5)).read() == b"fine"
+    client.close()
+
+
 async def test_connection_refused_is_a_connect_error_and_maps_to_unavailable() -> None:
     server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
