@@ -18,7 +18,7 @@ import socket
 import ssl
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -167,24 +167,47 @@ class Response:
             raise
         return self._take() if self._chunks else b""
 
-    async def iter_any(self) -> AsyncIterator[bytes]:
+    def iter_any(self) -> BodyChunks:
         """Body bytes as they arrive; ``TimeoutError`` after ``self.idle`` seconds without any."""
-        idle = self.idle
+        return BodyChunks(self)
+
+    async def next_chunk(self) -> bytes | None:
+        """The body bytes that arrived since the last call (waiting for some), or None at the end."""
         while True:
             if self._chunks:
-                yield self._take()
-            elif self._error is not None:
+                return self._take()
+            if self._error is not None:
                 self.close()
                 raise self._error
-            elif self._done:
-                return
-            else:
-                await self._wait(None if idle is None else asyncio.get_running_loop().time() + idle)
+            if self._done:
+                return None
+            idle = self.idle
+            await self._wait(None if idle is None else asyncio.get_running_loop().time() + idle)
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None and not self._done:
             conn.drop()
+
+
+class BodyChunks:
+    """``async for`` over a response's body. A plain iterator, not an async generator: a caller that stops
+    early (at a stream's end marker) leaves nothing to finalise (uvloop finalises an abandoned async
+    generator through a thread-safe wake-up of the loop: a system call per stream)."""
+
+    __slots__ = ("_resp",)
+
+    def __init__(self, resp: Response) -> None:
+        self._resp = resp
+
+    def __aiter__(self) -> BodyChunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        data = await self._resp.next_chunk()
+        if data is None:
+            raise StopAsyncIteration
+        return data
 
 
 def _expire(waiter: asyncio.Future[Any]) -> None:
