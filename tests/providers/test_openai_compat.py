@@ -14,7 +14,8 @@ from tollgate.errors import (
     UpstreamRejectedError,
     UpstreamUnavailableError,
 )
-from tollgate.providers.openai_compat import map_error, prepare_body
+from tollgate.providers.openai_compat import OpenAIStream, map_error, prepare_body
+from tollgate.providers.sse import SSESplitter
 from tollgate.providers.usage import Usage
 
 # prepare_body -------------------------------------------------------------------------------------------
@@ -219,3 +220,60 @@ def test_usage_to_openai_round_trips() -> None:
     wire = usage.to_openai()
     assert wire["total_tokens"] == 150
     assert Usage.from_openai(wire) == usage
+
+
+# OpenAIStream (the translation of one upstream read; no I/O) ----------------------------------------------
+
+
+def _chunk(delta: dict[str, Any] | None = None, **extra: Any) -> bytes:
+    body: dict[str, Any] = {"id": "c1", "created": 7, "model": "up", **extra}
+    if delta is not None:
+        body["choices"] = [{"index": 0, "delta": delta, "finish_reason": None}]
+    return orjson.dumps(body)
+
+
+def _read(stream: OpenAIStream, raw: bytes) -> bytes:
+    out, failure = stream._read(SSESplitter().feed(raw))
+    if failure is not None:
+        raise failure
+    return out
+
+
+def test_stream_frames_are_relayed_byte_for_byte_and_the_text_kept() -> None:
+    events = [
+        b"data: " + _chunk({"role": "assistant", "content": ""}),
+        b"data: " + _chunk({"reasoning_content": "Think. "}),
+        b"data: " + _chunk({"content": "Tolls "}),
+        b"data: " + _chunk({"content": "pay."}),
+        b"data: " + _chunk(None, choices=[], usage={"prompt_tokens": 5, "completion_tokens": 3}),
+    ]
+    stream = OpenAIStream("up", None)  # type: ignore[arg-type]
+    out = _read(stream, b"\n\n".join(events) + b"\n\ndata: [DONE]\n\n")
+    assert out == b"".join(e + b"\n\n" for e in events)  # [DONE] is the gateway's to send
+    assert stream.finished and stream.chunks == 5
+    assert stream.meta == {"id": "c1", "created": 7, "model": "up"}
+    assert stream.usage == Usage(prompt_tokens=5, completion_tokens=3)
+    assert stream.text() == "Think. Tolls pay."
+
+
+def test_stream_events_framed_otherwise_are_reframed_as_single_data_lines() -> None:
+    stream = OpenAIStream("up", None)  # type: ignore[arg-type]
+    raw = b"event: message\r\ndata: " + _chunk({"content": "a"}) + b"\r\n\r\n: keep-alive\r\n\r\n"
+    assert _read(stream, raw) == b"data: " + _chunk({"content": "a"}) + b"\n\n"
+    assert stream.text() == "a" and not stream.finished
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        (b"data: {not json", "invalid JSON in its stream"),
+        (b"data: [1, 2]", "non-object stream chunk"),
+        (b'data: {"error": {"message": "overloaded"}}', "upstream stream error: overloaded"),
+    ],
+)
+def test_stream_chunks_that_are_not_chat_chunks_fail_the_stream(event: bytes, message: str) -> None:
+    stream = OpenAIStream("up", None)  # type: ignore[arg-type]
+    good = b"data: " + _chunk({"content": "x"}) + b"\n\n"
+    out, failure = stream._read(SSESplitter().feed(good + event + b"\n\n"))
+    assert out == good  # what came before the bad chunk is still relayed
+    assert isinstance(failure, UpstreamBadResponseError) and message in failure.message

@@ -53,6 +53,10 @@ class ChatStream(ABC):
         self.chunks = 0
         self.meta: dict[str, Any] = {}
 
+    def text(self) -> str:
+        """The completion text seen so far (the usage estimate's input when the upstream reported none)."""
+        return "".join(self.text_parts)
+
     @abstractmethod
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 

@@ -78,25 +78,32 @@ def prepare_body(
 
 
 class OpenAIStream(UpstreamSSEStream):
-    """OpenAI-compatible chunks relayed as they come, re-framed; reads usage, text and the end marker."""
+    """OpenAI-compatible chunks relayed as they come, re-framed; reads usage and the end marker, and keeps
+    each chunk's ``choices`` for ``text()`` (walked only when the upstream reported no usage)."""
+
+    def __init__(self, provider: str, resp: UpstreamResponse) -> None:
+        super().__init__(provider, resp)
+        self._choices: list[list[Any]] = []
 
     def _event(self, raw: bytes) -> bytes:
-        return self._handle(raw) or b""
-
-    def _handle(self, raw: bytes) -> bytes | None:
-        _, data = parse_event(raw)
+        if raw.startswith(b"data: ") and b"\n" not in raw and b"\r" not in raw:
+            data = raw[6:]  # the common case, one data line: relayed as it came
+            frame = raw + b"\n\n"
+        else:
+            data = parse_event(raw)[1]
+            frame = encode_data(data)
         if not data:
-            return None
+            return b""
         if data == b"[DONE]":
             self.finished = True
-            return None
+            return b""
         try:
             chunk = orjson.loads(data)
         except orjson.JSONDecodeError:
             raise UpstreamBadResponseError(
                 f"{self._provider}: the upstream sent invalid JSON in its stream"
             ) from None
-        if not isinstance(chunk, dict):
+        if type(chunk) is not dict:
             raise UpstreamBadResponseError(f"{self._provider}: the upstream sent a non-object stream chunk")
         if "error" in chunk:
             raise UpstreamBadResponseError(
@@ -108,17 +115,22 @@ class OpenAIStream(UpstreamSSEStream):
         if usage:
             self.usage = Usage.from_openai(usage)
         choices = chunk.get("choices")
-        if choices:
-            delta = choices[0].get("delta")
-            if delta:
-                content = delta.get("content")
-                if content:
-                    self.text_parts.append(content)
-                reasoning = delta.get("reasoning_content")
-                if reasoning:
-                    self.text_parts.append(reasoning)
+        if choices and type(choices) is list:
+            self._choices.append(choices)
         self.chunks += 1
-        return encode_data(data)
+        return frame
+
+    def text(self) -> str:
+        parts = []
+        for choices in self._choices:
+            first = choices[0]
+            delta = first.get("delta") if isinstance(first, dict) else None
+            if isinstance(delta, dict):
+                for field in ("content", "reasoning_content"):
+                    piece = delta.get(field)
+                    if piece and isinstance(piece, str):
+                        parts.append(piece)
+        return "".join(parts)
 
 
 class OpenAICompatProvider(Provider):

@@ -354,7 +354,7 @@ class StreamRelay:
             return
         self.settled = True
         self.stream.close()
-        usage = self.stream.usage or estimate_usage(self.req, "".join(self.stream.text_parts))
+        usage = self.stream.usage or estimate_usage(self.req, self.stream.text())
         health, key = self.service.router.health, self.target.key
         if status == 200:
             took = self.ctx.elapsed_ms() - (self.ttft or 0)
@@ -381,7 +381,7 @@ class StreamRelay:
     def _usage_chunk(self) -> dict[str, Any]:
         """The final usage chunk, counted locally, for upstreams that ignore ``include_usage``."""
         stream = self.stream
-        usage = estimate_usage(self.req, "".join(stream.text_parts))
+        usage = estimate_usage(self.req, stream.text())
         stream.usage = usage
         return {
             "id": stream.meta.get("id", "chatcmpl-" + self.ctx.request_id),
