@@ -83,18 +83,6 @@ class HttpClient:
         except orjson.JSONDecodeError:
             raise UpstreamBadResponseError(f"{self.name}: the upstream answered with invalid JSON") from None
 
-    async def open(
-        self, url: str, body: bytes, headers: Mapping[str, str], timeout: float, idle: float
-    ) -> UpstreamResponse:
-        """Send a request and return once the response headers arrived (within ``timeout``); reads of the
-        body then fail after ``idle`` seconds without data. The caller must ``close()`` the response."""
-        try:
-            resp = await self._client.post(url, body, self._merged(headers), timeout)
-        except (OSError, ValueError, TimeoutError) as exc:
-            raise transport_error(self.name, exc, timeout) from None
-        resp.idle = idle
-        return resp
-
     async def open_stream(
         self,
         url: str,
@@ -103,9 +91,14 @@ class HttpClient:
         timeout: float,
         map_error: Callable[[int, bytes, str | None], UpstreamError],
     ) -> UpstreamResponse:
-        """``open`` with ``timeout`` as the idle limit too; an error status is read, closed and raised as
-        ``map_error(status, body, retry_after)``."""
-        resp = await self.open(url, body, headers, timeout, idle=timeout)
+        """Send a request and return once the response headers arrived (within ``timeout``); reads of the
+        body then fail after ``timeout`` seconds without data. An error status is read, closed and raised as
+        ``map_error(status, body, retry_after)``. The caller must ``close()`` the response."""
+        try:
+            resp = await self._client.post(url, body, self._merged(headers), timeout)
+        except (OSError, ValueError, TimeoutError) as exc:
+            raise transport_error(self.name, exc, timeout) from None
+        resp.idle = timeout
         if resp.status >= 400:
             try:
                 err_body = await resp.read(asyncio.get_running_loop().time() + timeout)
