@@ -252,13 +252,14 @@ def print_row(
         print("ratios: tollgate rps / direct rps; +p50 = tollgate p50 - direct p50; cpu = ms per request.")
         print(
             f"{'upstream':>8} {'mode':>6} {'c':>3} | {'direct rps':>10} {'p50':>7} {'p99':>7} | "
-            f"{'floor rps':>9} {'+p50':>6} {'cpu':>6} | {'tollgate rps':>12} {'p50':>7} {'p99':>7} | "
+            f"{'floor rps':>9} {'+p50':>6} {'p99':>7} {'cpu':>6} | {'tollgate rps':>12} {'p50':>7} {'p99':>7} | "
             f"{'rps ratio':>9} {'+p50 ms':>8} {'cpu ms':>7} {'cpu/floor':>9}"
         )
         HEADER = True
     print(
         f"{lat:>6}ms {mode:>6} {c:>3} | {b.rps:>10.0f} {b.p50:>7.2f} {b.p99:>7.2f} | "
-        f"{f.rps:>9.0f} {f.p50 - b.p50:>6.2f} {f_cpu:>6.3f} | {t.rps:>12.0f} {t.p50:>7.2f} {t.p99:>7.2f} | "
+        f"{f.rps:>9.0f} {f.p50 - b.p50:>6.2f} {f.p99:>7.2f} {f_cpu:>6.3f} | "
+        f"{t.rps:>12.0f} {t.p50:>7.2f} {t.p99:>7.2f} | "
         f"{t.rps / b.rps:>9.2f} {t.p50 - b.p50:>8.2f} {t_cpu:>7.3f} {t_cpu / f_cpu:>9.2f}",
         flush=True,
     )
