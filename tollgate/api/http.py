@@ -89,11 +89,15 @@ class SSEResponse(Response):
             await send(
                 {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
             )
-            frames = self.reply.frames
+            frames, last = self.reply.frames, self.reply.last
+            ended = False
             async for frame in frames:
                 started = True
-                await send({"type": "http.response.body", "body": frame, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+                if not ended:
+                    ended = last()
+                    await send({"type": "http.response.body", "body": frame, "more_body": not ended})
+            if not ended:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if not gone:
                 raise

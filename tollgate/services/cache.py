@@ -220,7 +220,7 @@ class ResponseCache:
             if reply.status == 200:
                 self._put(lookup, Entry(time.time(), False, reply.body))
             return reply
-        return StreamReply(self._collect(lookup, reply.frames), reply.headers, reply.abandon)
+        return StreamReply(self._collect(lookup, reply.frames), reply.headers, reply.abandon, reply.last)
 
     async def _collect(self, lookup: Lookup, frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         parts: list[bytes] = []

@@ -278,7 +278,7 @@ class CompletionService(Pipeline):
             headers = self._headers(ctx, target, attempts.count)
             if call is not None:
                 headers[NATIVE_HEADER] = "responses"
-            return StreamReply(relay.frames(), headers, abandon=relay.abandon)
+            return StreamReply(relay.frames(), headers, abandon=relay.abandon, last=relay.is_last)
         raise final_failure(attempts.errors)
 
 
@@ -311,40 +311,55 @@ class StreamRelay:
         self.attempt_started = ctx.started  # when the attempt that serves began (health latency)
         self.rename: str | None = None  # the model the chunks name, when not the upstream's
         self.settled = False
+        self.last = False  # the frame out now is the last
 
     async def frames(self) -> AsyncIterator[bytes]:
+        """The frames to send. Once the upstream has ended its stream, what it sent last is held back an
+        instant and sent with what closes the stream (usage chunk, ``[DONE]``) as one final frame: one write
+        instead of three. ``last`` is True while that final frame is out."""
         status = CLIENT_CLOSED
         error: UpstreamError | None = None
         stream, name = self.stream, self.target.provider.name
         limit = self.service.upstream_timeout
         deadline = self.ctx.started + limit
+        held = b""  # frames read after the upstream's end marker
         try:
             rename = self.rename
-            if self._first is not None:
+            frame = self._first
+            if frame is not None:
                 self.ttft = self.ctx.elapsed_ms()
-                yield self._first if rename is None else rename_model(self._first, rename)
             try:
-                async for frame in self._frames:
-                    yield frame if rename is None else rename_model(frame, rename)
-                    if time.perf_counter() > deadline:
-                        raise UpstreamTimeoutError(f"{name}: the stream exceeded the {limit:g} s limit")
+                while frame is not None:
+                    if rename is not None:
+                        frame = rename_model(frame, rename)
+                    if stream.finished:
+                        held += frame
+                    else:
+                        yield frame
+                        if time.perf_counter() > deadline:
+                            raise UpstreamTimeoutError(f"{name}: the stream exceeded the {limit:g} s limit")
+                    frame = await anext(self._frames, None)
                 if not stream.finished:
                     raise UpstreamBadResponseError(f"{name}: the upstream stream was cut short")
             except UpstreamError as err:
                 error, status = err, err.status
-                if stream.native:
-                    yield stream.failure_event(err)
-                    return
-                yield error_frame(err)
-                yield DONE
+                if held:
+                    yield held
+                self.last = True
+                yield stream.failure_event(err) if stream.native else error_frame(err) + DONE
                 return
             if not stream.native:  # a native stream ends with the upstream's own last event
                 if stream.usage is None:
-                    yield encode_data(orjson.dumps(self._usage_chunk()))
-                yield DONE
+                    held += encode_data(orjson.dumps(self._usage_chunk()))
+                held += DONE
+            self.last = True
+            yield held
             status = 200
         finally:
             self._settle(status, error)
+
+    def is_last(self) -> bool:
+        return self.last
 
     async def abandon(self) -> None:
         self._settle(CLIENT_CLOSED, None)

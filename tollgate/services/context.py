@@ -64,11 +64,18 @@ class JsonReply:
     status: int = 200
 
 
+def _not_known() -> bool:
+    return False
+
+
 @dataclass(slots=True)
 class StreamReply:
     """Frames to relay. ``abandon`` must be awaited if the frames are never iterated (client gone before
-    the response started), so the request is still settled."""
+    the response started), so the request is still settled. ``last()``, asked right after a frame came,
+    says it is the last one (so it can end the response in the same write); a wrapper that yields only
+    what it is given, frame for frame, passes it on."""
 
     frames: AsyncIterator[bytes]
     headers: dict[str, str]
     abandon: Callable[[], Awaitable[None]]
+    last: Callable[[], bool] = _not_known

@@ -71,7 +71,7 @@ class RequestLogger:
         if isinstance(reply, JsonReply):
             self._submit(ctx, raw, reply.body.decode("utf-8", "replace"))
             return reply
-        return StreamReply(self._collect(ctx, raw, reply.frames), reply.headers, reply.abandon)
+        return StreamReply(self._collect(ctx, raw, reply.frames), reply.headers, reply.abandon, reply.last)
 
     async def _collect(
         self, ctx: RequestContext, raw: bytes, frames: AsyncIterator[bytes]
