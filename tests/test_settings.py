@@ -60,6 +60,18 @@ def test_minimal_config_parses_with_defaults() -> None:
     assert model.deployments[0].pricing is None
 
 
+def test_a_provider_proxy_comes_from_the_environment_and_empty_means_none() -> None:
+    text = MINIMAL.replace("api_key: k}", 'api_key: k, proxy: "${HTTPS_PROXY:-}"}')
+    assert parse_config(text, SOURCE, {}).providers[0].proxy is None
+    configured = parse_config(text, SOURCE, {"HTTPS_PROXY": "http://user:pw@proxy.corp:3128"})
+    assert configured.providers[0].proxy == "http://user:pw@proxy.corp:3128"
+
+
+def test_a_proxy_that_is_not_an_http_url_is_refused_naming_the_key() -> None:
+    message = config_error(MINIMAL.replace("api_key: k}", 'api_key: k, proxy: "socks5://proxy.corp:1080"}'))
+    assert "providers.0.proxy" in message and "starts with http://" in message
+
+
 def test_empty_file_is_an_empty_config() -> None:
     config = parse_config("", SOURCE, {})
     assert config.providers == [] and config.models == []

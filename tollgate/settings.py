@@ -28,6 +28,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from tollgate.errors import ConfigError
 from tollgate.providers.presets import PRESETS
+from tollgate.providers.proxy import Proxy
 
 ENV_CONFIG = "TOLLGATE_CONFIG"
 ENV_DATABASE_URL = "TOLLGATE_DATABASE_URL"
@@ -102,6 +103,7 @@ class ProviderConfig(_Strict):
     timeout: float = Field(default=180.0, gt=0)
     max_connections: int = Field(default=256, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
+    proxy: str | None = None  # http://[user:password@]host:port; empty (e.g. "${HTTPS_PROXY:-}"): none
     model_path: str | None = None
     n_ctx: int = Field(default=2048, gt=0)
     responses_api: bool | None = None  # serves /responses natively; None: as the preset says (kind openai)
@@ -114,6 +116,14 @@ class ProviderConfig(_Strict):
         return v
 
     max_queue: int = Field(default=64, ge=0)
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        Proxy.parse(v)  # raises ValueError saying what is wrong
+        return v
 
     @field_validator("base_url", mode="before")
     @classmethod

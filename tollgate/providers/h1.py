@@ -26,6 +26,8 @@ import aiohappyeyeballs
 import httptools
 from aiohappyeyeballs import AddrInfoType
 
+from tollgate.providers.proxy import Proxy, open_tunnel
+
 KEEPALIVE_SECONDS = 30.0  # an idle connection older than this is closed instead of reused
 HIGH_WATER = 1 << 20  # buffered, unread body bytes above which reading from the socket pauses
 
@@ -329,13 +331,19 @@ async def resolve(host: str, port: int) -> list[AddrInfoType]:
 class Pool:
     """Keep-alive connections to one origin (scheme, host, port), at most ``limit`` open at once."""
 
-    def __init__(self, host: str, port: int, tls: ssl.SSLContext | None, limit: int) -> None:
+    def __init__(
+        self, host: str, port: int, tls: ssl.SSLContext | None, limit: int, proxy: Proxy | None = None
+    ) -> None:
         self.host = host
         self.port = port
         self.tls = tls
         name = f"[{host}]" if ":" in host else host  # an IPv6 literal is bracketed
         default_port = 80 if tls is None else 443
         self.host_header = (name if port == default_port else f"{name}:{port}").encode("idna")
+        self.authority = f"{name}:{port}".encode("idna")
+        self.proxy = proxy
+        # through a proxy, an http request carries the proxy's credentials (an https one is tunnelled)
+        self._via = proxy.authorization if proxy is not None and tls is None else b""
         self._limit = limit
         self._busy = 0  # connections carrying a request (their response not yet complete)
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -389,12 +397,12 @@ class Pool:
         conn.headers_waiter = waiter
         assert conn.transport is not None
         conn.transport.write(
-            b"%s %s HTTP/1.1\r\nHost: %s\r\n%sContent-Length: %d\r\n\r\n%s"
-            % (method, path, self.host_header, head, len(body), body)
+            b"%s %s HTTP/1.1\r\nHost: %s\r\n%s%sContent-Length: %d\r\n\r\n%s"
+            % (method, path, self.host_header, self._via, head, len(body), body)
         )
         timer = loop.call_at(deadline, _expire, waiter)
         try:
-            return await waiter
+            await waiter
         except BaseException:
             resp.close()
             raise
@@ -402,6 +410,13 @@ class Pool:
             timer.cancel()
             if conn.headers_waiter is waiter:
                 conn.headers_waiter = None
+        if resp.status == 407 and self.proxy is not None and self.tls is None:
+            resp.close()  # the proxy's answer, not the upstream's: the gateway cannot reach the upstream
+            where = f"{self.proxy.host}:{self.proxy.port}"
+            raise ConnectError(
+                None, f"the proxy {where} refused the request: 407 Proxy Authentication Required"
+            )
+        return resp
 
     async def _wait_slot(self, deadline: float) -> None:
         loop = asyncio.get_running_loop()
@@ -446,10 +461,20 @@ class Pool:
         """A new connection: the host's addresses tried by Happy Eyeballs (RFC 8305, a 250 ms head start
         each, IPv6 and IPv4 interleaved), so an unreachable address family costs 250 ms, not the timeout."""
         loop = asyncio.get_running_loop()
+        proxy = self.proxy
         try:
             async with asyncio.timeout(timeout):
-                infos = await resolve(self.host, self.port)
+                if proxy is None:
+                    infos = await resolve(self.host, self.port)
+                else:
+                    infos = await resolve(proxy.host, proxy.port)
                 sock = await aiohappyeyeballs.start_connection(infos, happy_eyeballs_delay=0.25, interleave=1)
+                if proxy is not None and self.tls is not None:
+                    try:
+                        await open_tunnel(sock, proxy, self.authority)
+                    except BaseException:
+                        sock.close()
+                        raise
                 _, conn = await loop.create_connection(
                     lambda: _Connection(self),
                     sock=sock,
@@ -493,9 +518,12 @@ def _tls() -> ssl.SSLContext:
 class Client:
     """Pools by origin for one provider; ``post`` a URL, get a ``Response`` once its headers arrived."""
 
-    def __init__(self, limit: int = 256, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, limit: int = 256, tls: ssl.SSLContext | None = None, proxy: Proxy | None = None
+    ) -> None:
         self._limit = limit
         self._tls = tls  # for https origins; None: the system's trust store (``ssl.create_default_context``)
+        self._proxy = proxy  # every origin through this HTTP proxy (``proxy.py``)
         self._pools: dict[tuple[str, str, int], Pool] = {}
         self._urls: dict[str, tuple[Pool, bytes]] = {}
 
@@ -511,9 +539,12 @@ class Client:
         pool = self._pools.get(key)
         if pool is None:
             tls = (self._tls or _tls()) if parts.scheme == "https" else None
-            pool = self._pools[key] = Pool(parts.hostname, port, tls, self._limit)
+            pool = self._pools[key] = Pool(parts.hostname, port, tls, self._limit, self._proxy)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        hit = self._urls[url] = (pool, path.encode("ascii"))
+        target = path.encode("ascii")
+        if self._proxy is not None and pool.tls is None:  # absolute form, for the proxy
+            target = b"http://" + pool.host_header + target
+        hit = self._urls[url] = (pool, target)
         return hit
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Response:

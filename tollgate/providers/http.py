@@ -19,6 +19,8 @@ from tollgate.errors import (
     UpstreamUnavailableError,
 )
 from tollgate.providers import h1
+from tollgate.providers.proxy import Proxy
+from tollgate.settings import ProviderConfig
 
 UpstreamResponse = h1.Response
 
@@ -47,10 +49,21 @@ def transport_error(provider: str, exc: BaseException, limit: float | None = Non
 
 
 class HttpClient:
-    def __init__(self, name: str, *, max_connections: int = 256, headers: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        name: str,
+        *,
+        max_connections: int = 256,
+        headers: Mapping[str, str] | None = None,
+        proxy: str | None = None,
+    ):
         self.name = name
         self._headers = dict(headers or {})
-        self._client = h1.Client(max_connections)
+        self._client = h1.Client(max_connections, proxy=Proxy.parse(proxy) if proxy else None)
+
+    @classmethod
+    def for_provider(cls, config: ProviderConfig) -> HttpClient:
+        return cls(config.name, max_connections=config.max_connections, proxy=config.proxy)
 
     def _merged(self, headers: Mapping[str, str]) -> Mapping[str, str]:
         return {**self._headers, **headers} if self._headers else headers

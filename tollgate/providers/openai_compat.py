@@ -146,7 +146,7 @@ class OpenAICompatProvider(Provider):
         self.responses_api = (
             config.responses_api if config.responses_api is not None else self._quirks.responses_api
         )
-        self._client = HttpClient(config.name, max_connections=config.max_connections)
+        self._client = HttpClient.for_provider(config)
 
     async def chat(self, body: dict[str, Any], upstream_model: str, timeout: float) -> ChatResult:
         payload = prepare_body(body, upstream_model, stream=False, quirks=self._quirks)

@@ -11,7 +11,6 @@ import asyncio
 import gzip
 import socket
 import ssl
-import subprocess
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -19,70 +18,10 @@ from typing import Any
 
 import pytest
 
+from tests.providers.http.scripted import Handler, Script, ok, serve_forever
 from tollgate.errors import UpstreamBadResponseError, UpstreamTimeoutError, UpstreamUnavailableError
 from tollgate.providers import h1
 from tollgate.providers.http import HttpClient
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Script"], Awaitable[None]]
-
-
-class Script:
-    """A loopback server whose every connection runs ``handler``; counts connections, keeps requests."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.connections = 0
-        self.requests: list[tuple[bytes, dict[str, str], bytes]] = []
-        self.closed = asyncio.Event()
-        self.server: asyncio.Server | None = None
-
-    async def start(self, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> str:
-        self.server = await asyncio.start_server(self._conn, host, 0, ssl=tls)
-        port = self.server.sockets[0].getsockname()[1]
-        name = f"[{host}]" if ":" in host else host
-        return f"{'https' if tls else 'http'}://{name}:{port}"
-
-    async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        try:
-            await self.handler(reader, writer, self)
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
-            pass  # (a cancelled handler must not end cancelled: Python 3.11's start_server logs that)
-        finally:
-            writer.close()
-            self.closed.set()
-
-    async def read_request(self, reader: asyncio.StreamReader) -> tuple[bytes, dict[str, str], bytes]:
-        head = await reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        headers = {}
-        for line in lines[1:]:
-            if line:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-        body = await reader.readexactly(int(headers.get("content-length", "0")))
-        request = (lines[0].encode(), headers, body)
-        self.requests.append(request)
-        return request
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-
-
-def ok(body: bytes, extra: bytes = b"") -> bytes:
-    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), extra, body)
-
-
-def serve_forever(answer: Callable[[bytes], bytes]) -> Handler:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Script) -> None:
-        while True:
-            _, _, body = await s.read_request(reader)
-            writer.write(answer(body))
-            await writer.drain()
-
-    return handler
 
 
 @pytest.fixture
@@ -529,18 +468,6 @@ def test_header_values_with_line_breaks_are_refused() -> None:
 async def test_only_http_urls_are_accepted() -> None:
     with pytest.raises(ValueError, match="not an http"):
         await h1.Client().post("ftp://example.invalid/x", b"", {}, 1)
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
 
 
 async def test_https_verifies_the_upstream_certificate(certificate: tuple[Path, Path]) -> None:

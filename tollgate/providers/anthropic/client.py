@@ -112,7 +112,7 @@ class AnthropicProvider(Provider):
             headers["x-api-key"] = api_key
         self._headers = headers
         self._url = messages_url(config.base_url)
-        self._client = HttpClient(config.name, max_connections=config.max_connections)
+        self._client = HttpClient.for_provider(config)
 
     async def chat(self, body: dict[str, Any], upstream_model: str, timeout: float) -> ChatResult:
         json_tool = json_tool_name(body)

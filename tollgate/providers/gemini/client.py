@@ -132,7 +132,7 @@ class GeminiProvider(Provider):
         self._headers = headers
         base = config.base_url.rstrip("/")
         self._base = base[: -len(_VERSION_SUFFIX)] if base.endswith(_VERSION_SUFFIX) else base
-        self._client = HttpClient(config.name, max_connections=config.max_connections)
+        self._client = HttpClient.for_provider(config)
 
     def _url(self, upstream_model: str, *, stream: bool) -> str:
         return self._base + endpoint_path(upstream_model, stream=stream)
