@@ -1,4 +1,4 @@
-"""The one place that talks HTTP to upstreams: a pooled keep-alive client per provider (``h1.py``).
+"""The one place that talks HTTP to upstreams: a pooled keep-alive client per provider (``h1/``).
 
 All upstream transport failures are mapped into the error tree in this module.
 """

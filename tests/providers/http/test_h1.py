@@ -1,4 +1,4 @@
-"""tollgate/providers/h1.py: the upstream HTTP/1.1 client, against a scripted server on loopback.
+"""tollgate/providers/h1/: the upstream HTTP/1.1 client, against a scripted server on loopback.
 
 The server is a raw asyncio socket server: each test says byte for byte what it answers, so framing
 (Content-Length, chunked, close-delimited), keep-alive, compression and every failure are exercised exactly.
@@ -21,6 +21,7 @@ import pytest
 from tests.providers.http.scripted import Handler, Script, ok, serve_forever
 from tollgate.errors import UpstreamBadResponseError, UpstreamTimeoutError, UpstreamUnavailableError
 from tollgate.providers import h1
+from tollgate.providers.h1 import connection
 from tollgate.providers.http import HttpClient
 
 
@@ -350,7 +351,7 @@ async def test_each_address_of_the_host_is_tried_until_one_connects(
         tcp = (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "")
         return [(*tcp, ("127.0.0.1", dead_port)), (*tcp, ("127.0.0.1", port))]
 
-    monkeypatch.setattr(h1, "resolve", two_addresses)
+    monkeypatch.setattr(connection, "resolve", two_addresses)
     client = h1.Client()
     assert await (await client.post("http://upstream.test:1234/x", b"", {}, 5)).read() == b"reached"
     assert tried == ["upstream.test"]

@@ -1,15 +1,5 @@
-"""A lean HTTP/1.1 client for upstream calls: one keep-alive connection pool per origin, on asyncio
-transports, responses parsed by httptools (llhttp, the parser uvicorn serves with).
-
-Why not aiohttp's client: per JSON request it measured as the largest single cost in the gateway
-(cProfile: 40% of the gateway's profiled time, 60% of a bare uvicorn+aiohttp pass-through's), mostly in
-building its request/response objects, timers and tracing hooks the gateway never uses. This client does
-only what an upstream call needs: one write per request (head and body together), a parser feeding a
-response object, keep-alive reuse, a timer per wait, gzip/deflate bodies, TLS through ``ssl``.
-
-Failures raise ``OSError`` subclasses (``ConnectError``, ``Disconnected``, ``ProtocolError``) or
-``TimeoutError``; ``providers/http.py`` maps them into the error tree.
-"""
+"""The upstream client's connections: one asyncio protocol per TCP (or TLS) connection, parsing with
+httptools, and a keep-alive pool per origin that opens, reuses, limits and retries them."""
 
 from __future__ import annotations
 
@@ -18,206 +8,26 @@ import socket
 import ssl
 import zlib
 from collections import deque
-from collections.abc import Mapping
-from typing import Any, cast
-from urllib.parse import urlsplit
+from typing import cast
 
 import aiohappyeyeballs
 import httptools
 from aiohappyeyeballs import AddrInfoType
 
+from tollgate.providers.h1.response import (
+    ClosedBeforeAnswer,
+    ConnectError,
+    Disconnected,
+    ProtocolError,
+    Response,
+    expire,
+)
 from tollgate.providers.proxy import Proxy, open_tunnel
 
 KEEPALIVE_SECONDS = 30.0  # an idle connection older than this is closed instead of reused
-HIGH_WATER = 1 << 20  # buffered, unread body bytes above which reading from the socket pauses
 
 
-class ConnectError(OSError):
-    """The connection could not be opened (refused, unreachable, DNS, TLS handshake)."""
-
-
-class Disconnected(OSError):
-    """The upstream closed the connection before the response was complete."""
-
-
-class ClosedBeforeAnswer(Disconnected):
-    """The upstream closed the connection after the request was sent and before any byte of an answer."""
-
-
-class ProtocolError(OSError):
-    """The upstream's bytes are not a valid HTTP/1.1 response."""
-
-
-class Headers(dict[str, str]):
-    """Response headers, names lower-cased; ``get`` is case-insensitive. A repeated header keeps its
-    last value (the gateway reads single-valued headers only)."""
-
-    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
-        return super().get(name.lower(), default)
-
-    def __getitem__(self, name: str) -> str:
-        return super().__getitem__(name.lower())
-
-    def __contains__(self, name: object) -> bool:
-        return super().__contains__(name.lower() if isinstance(name, str) else name)
-
-
-class Response:
-    """One response. Its headers have arrived when the request returns it; its body arrives into a buffer
-    that ``read`` or ``iter_any`` drain. ``close`` before the body is complete drops the connection."""
-
-    __slots__ = (
-        "status",
-        "headers",
-        "_conn",
-        "_chunks",
-        "_size",
-        "_done",
-        "_error",
-        "_waiter",
-        "_decoder",
-        "_paused",
-        "idle",
-    )
-
-    def __init__(self, conn: _Connection) -> None:
-        self.status = 0
-        self.headers = Headers()
-        self._conn: _Connection | None = conn
-        self._chunks: deque[bytes] = deque()
-        self._size = 0
-        self._done = False
-        self._error: BaseException | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        self._decoder: zlib._Decompress | None = None
-        self._paused = False
-        self.idle: float | None = None  # ``iter_any``'s default limit between reads
-
-    # -- fed by the connection --
-    def _feed(self, data: bytes) -> None:
-        if self._decoder is not None:
-            try:
-                data = self._decoder.decompress(data)
-            except zlib.error as exc:
-                self._fail(ProtocolError(f"the upstream sent a corrupt compressed body ({exc})"))
-                return
-            if not data:
-                return
-        self._chunks.append(data)
-        self._size += len(data)
-        if self._size > HIGH_WATER and not self._paused and self._conn is not None:
-            self._paused = True
-            self._conn.pause()
-        self._wake()
-
-    def _finish(self) -> None:
-        if self._decoder is not None and self._error is None:
-            try:
-                tail = self._decoder.flush()
-            except zlib.error as exc:
-                self._error = ProtocolError(f"the upstream sent a corrupt compressed body ({exc})")
-                tail = b""
-            if tail:
-                self._chunks.append(tail)
-                self._size += len(tail)
-        self._done = True
-        self._conn = None
-        self._wake()
-
-    def _fail(self, exc: BaseException) -> None:
-        if self._error is None:
-            self._error = exc
-            self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    # -- read by the caller --
-    async def _wait(self, until: float | None) -> None:
-        waiter = self._waiter = asyncio.get_running_loop().create_future()
-        timer = None
-        if until is not None:
-            timer = waiter.get_loop().call_at(until, _expire, waiter)
-        try:
-            await waiter
-        finally:
-            self._waiter = None
-            if timer is not None:
-                timer.cancel()
-
-    def _take(self) -> bytes:
-        chunks = self._chunks
-        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
-        chunks.clear()
-        self._size = 0
-        if self._paused and self._conn is not None:
-            self._paused = False
-            self._conn.resume()
-        return data
-
-    async def read(self, deadline: float | None = None) -> bytes:
-        """The whole (decoded) body; ``TimeoutError`` if it is not complete by ``deadline`` (loop time)."""
-        try:
-            while self._error is None and not self._done:
-                await self._wait(deadline)
-            if self._error is not None:
-                raise self._error
-        except BaseException:
-            self.close()
-            raise
-        return self._take() if self._chunks else b""
-
-    def iter_any(self) -> BodyChunks:
-        """Body bytes as they arrive; ``TimeoutError`` after ``self.idle`` seconds without any."""
-        return BodyChunks(self)
-
-    async def next_chunk(self) -> bytes | None:
-        """The body bytes that arrived since the last call (waiting for some), or None at the end."""
-        while True:
-            if self._chunks:
-                return self._take()
-            if self._error is not None:
-                self.close()
-                raise self._error
-            if self._done:
-                return None
-            idle = self.idle
-            await self._wait(None if idle is None else asyncio.get_running_loop().time() + idle)
-
-    def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None and not self._done:
-            conn.drop()
-
-
-class BodyChunks:
-    """``async for`` over a response's body. A plain iterator, not an async generator: a caller that stops
-    early (at a stream's end marker) leaves nothing to finalise (uvloop finalises an abandoned async
-    generator through a thread-safe wake-up of the loop: a system call per stream)."""
-
-    __slots__ = ("_resp",)
-
-    def __init__(self, resp: Response) -> None:
-        self._resp = resp
-
-    def __aiter__(self) -> BodyChunks:
-        return self
-
-    async def __anext__(self) -> bytes:
-        data = await self._resp.next_chunk()
-        if data is None:
-            raise StopAsyncIteration
-        return data
-
-
-def _expire(waiter: asyncio.Future[Any]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
-
-
-class _Connection(asyncio.Protocol):
+class Connection(asyncio.Protocol):
     """One TCP (or TLS) connection; carries one request at a time."""
 
     def __init__(self, pool: Pool) -> None:
@@ -347,8 +157,8 @@ class Pool:
         self._limit = limit
         self._busy = 0  # connections carrying a request (their response not yet complete)
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._idle: list[_Connection] = []
-        self._all: set[_Connection] = set()
+        self._idle: list[Connection] = []
+        self._all: set[Connection] = set()
 
     async def request(self, method: bytes, path: bytes, head: bytes, body: bytes, timeout: float) -> Response:
         """Send one request; return once the response headers arrived, within ``timeout`` seconds (the
@@ -368,7 +178,7 @@ class Pool:
         conn, _ = await self._lease(deadline, reuse=False)
         return await self._send(conn, method, path, head, body, deadline)
 
-    async def _lease(self, deadline: float, *, reuse: bool) -> tuple[_Connection, bool]:
+    async def _lease(self, deadline: float, *, reuse: bool) -> tuple[Connection, bool]:
         """A connection carrying no request (an idle one when ``reuse``, else a new one), holding a slot;
         and whether it was reused."""
         loop = asyncio.get_running_loop()
@@ -388,7 +198,7 @@ class Pool:
         return conn, reused
 
     async def _send(
-        self, conn: _Connection, method: bytes, path: bytes, head: bytes, body: bytes, deadline: float
+        self, conn: Connection, method: bytes, path: bytes, head: bytes, body: bytes, deadline: float
     ) -> Response:
         loop = asyncio.get_running_loop()
         conn.answered = False
@@ -400,7 +210,7 @@ class Pool:
             b"%s %s HTTP/1.1\r\nHost: %s\r\n%s%sContent-Length: %d\r\n\r\n%s"
             % (method, path, self.host_header, self._via, head, len(body), body)
         )
-        timer = loop.call_at(deadline, _expire, waiter)
+        timer = loop.call_at(deadline, expire, waiter)
         try:
             await waiter
         except BaseException:
@@ -422,7 +232,7 @@ class Pool:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiters.append(waiter)
-        timer = loop.call_at(deadline, _expire, waiter)
+        timer = loop.call_at(deadline, expire, waiter)
         try:
             await waiter
         except BaseException:
@@ -441,14 +251,14 @@ class Pool:
                 waiter.set_result(None)
                 return
 
-    def _free(self, conn: _Connection) -> None:
+    def _free(self, conn: Connection) -> None:
         if conn.leased:
             conn.leased = False
             self._busy -= 1
             if self._waiters:
                 self._wake_one()
 
-    def _reuse(self, now: float) -> _Connection | None:
+    def _reuse(self, now: float) -> Connection | None:
         idle = self._idle
         while idle:
             conn = idle.pop()
@@ -457,7 +267,7 @@ class Pool:
             conn.drop()
         return None
 
-    async def _connect(self, timeout: float) -> _Connection:
+    async def _connect(self, timeout: float) -> Connection:
         """A new connection: the host's addresses tried by Happy Eyeballs (RFC 8305, a 250 ms head start
         each, IPv6 and IPv4 interleaved), so an unreachable address family costs 250 ms, not the timeout."""
         loop = asyncio.get_running_loop()
@@ -476,7 +286,7 @@ class Pool:
                         sock.close()
                         raise
                 _, conn = await loop.create_connection(
-                    lambda: _Connection(self),
+                    lambda: Connection(self),
                     sock=sock,
                     ssl=self.tls,
                     server_hostname=self.host if self.tls is not None else None,
@@ -488,12 +298,12 @@ class Pool:
         self._all.add(conn)
         return conn
 
-    def _release(self, conn: _Connection) -> None:
+    def _release(self, conn: Connection) -> None:
         self._free(conn)
         conn.idle_since = asyncio.get_running_loop().time()
         self._idle.append(conn)
 
-    def _lost(self, conn: _Connection) -> None:
+    def _lost(self, conn: Connection) -> None:
         self._free(conn)
         self._all.discard(conn)
         if conn in self._idle:
@@ -503,63 +313,3 @@ class Pool:
         for conn in list(self._all):
             conn.drop()
         self._idle.clear()
-
-
-_TLS: ssl.SSLContext | None = None
-
-
-def _tls() -> ssl.SSLContext:
-    global _TLS
-    if _TLS is None:
-        _TLS = ssl.create_default_context()
-    return _TLS
-
-
-class Client:
-    """Pools by origin for one provider; ``post`` a URL, get a ``Response`` once its headers arrived."""
-
-    def __init__(
-        self, limit: int = 256, tls: ssl.SSLContext | None = None, proxy: Proxy | None = None
-    ) -> None:
-        self._limit = limit
-        self._tls = tls  # for https origins; None: the system's trust store (``ssl.create_default_context``)
-        self._proxy = proxy  # every origin through this HTTP proxy (``proxy.py``)
-        self._pools: dict[tuple[str, str, int], Pool] = {}
-        self._urls: dict[str, tuple[Pool, bytes]] = {}
-
-    def _target(self, url: str) -> tuple[Pool, bytes]:
-        hit = self._urls.get(url)
-        if hit is not None:
-            return hit
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url!r}")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        key = (parts.scheme, parts.hostname, port)
-        pool = self._pools.get(key)
-        if pool is None:
-            tls = (self._tls or _tls()) if parts.scheme == "https" else None
-            pool = self._pools[key] = Pool(parts.hostname, port, tls, self._limit, self._proxy)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        target = path.encode("ascii")
-        if self._proxy is not None and pool.tls is None:  # absolute form, for the proxy
-            target = b"http://" + pool.host_header + target
-        hit = self._urls[url] = (pool, target)
-        return hit
-
-    async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Response:
-        pool, path = self._target(url)
-        return await pool.request(b"POST", path, encode_headers(headers), body, timeout)
-
-    def close(self) -> None:
-        for pool in self._pools.values():
-            pool.close()
-
-
-def encode_headers(headers: Mapping[str, str]) -> bytes:
-    lines = []
-    for name, value in headers.items():
-        if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
-            raise ValueError(f"header {name!r} holds a line break")
-        lines.append(f"{name}: {value}\r\n")
-    return "".join(lines).encode("latin-1")
