@@ -49,30 +49,19 @@ def transport_error(provider: str, exc: BaseException, limit: float | None = Non
 
 
 class HttpClient:
-    def __init__(
-        self,
-        name: str,
-        *,
-        max_connections: int = 256,
-        headers: Mapping[str, str] | None = None,
-        proxy: str | None = None,
-    ):
+    def __init__(self, name: str, *, max_connections: int = 256, proxy: str | None = None):
         self.name = name
-        self._headers = dict(headers or {})
         self._client = h1.Client(max_connections, proxy=Proxy.parse(proxy) if proxy else None)
 
     @classmethod
     def for_provider(cls, config: ProviderConfig) -> HttpClient:
         return cls(config.name, max_connections=config.max_connections, proxy=config.proxy)
 
-    def _merged(self, headers: Mapping[str, str]) -> Mapping[str, str]:
-        return {**self._headers, **headers} if self._headers else headers
-
     async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> RawResponse:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         try:
-            resp = await self._client.post(url, body, self._merged(headers), timeout)
+            resp = await self._client.post(url, body, headers, timeout)
             data = await resp.read(deadline)
         except (OSError, ValueError, TimeoutError) as exc:
             raise transport_error(self.name, exc, timeout) from None
@@ -108,7 +97,7 @@ class HttpClient:
         body then fail after ``timeout`` seconds without data. An error status is read, closed and raised as
         ``map_error(status, body, retry_after)``. The caller must ``close()`` the response."""
         try:
-            resp = await self._client.post(url, body, self._merged(headers), timeout)
+            resp = await self._client.post(url, body, headers, timeout)
         except (OSError, ValueError, TimeoutError) as exc:
             raise transport_error(self.name, exc, timeout) from None
         resp.idle = timeout

@@ -78,7 +78,7 @@ def prepare_body(
 
 
 class OpenAIStream(UpstreamSSEStream):
-    """OpenAI-compatible chunks relayed as they come, re-framed; reads usage and the end marker, and keeps
+    """OpenAI-compatible chunks relayed as they come, each as one data line; reads usage and the end marker, and keeps
     each chunk's ``choices`` for ``text()`` (walked only when the upstream reported no usage)."""
 
     def __init__(self, provider: str, resp: UpstreamResponse) -> None:
@@ -86,12 +86,7 @@ class OpenAIStream(UpstreamSSEStream):
         self._choices: list[list[Any]] = []
 
     def _event(self, raw: bytes) -> bytes:
-        if raw.startswith(b"data: ") and b"\n" not in raw and b"\r" not in raw:
-            data = raw[6:]  # the common case, one data line: relayed as it came
-            frame = raw + b"\n\n"
-        else:
-            data = parse_event(raw)[1]
-            frame = encode_data(data)
+        data = parse_event(raw)[1]
         if not data:
             return b""
         if data == b"[DONE]":
@@ -118,7 +113,7 @@ class OpenAIStream(UpstreamSSEStream):
         if choices and type(choices) is list:
             self._choices.append(choices)
         self.chunks += 1
-        return frame
+        return encode_data(data)
 
     def text(self) -> str:
         parts = []

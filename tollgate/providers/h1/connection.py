@@ -152,8 +152,9 @@ class Pool:
         self.host_header = (name if port == default_port else f"{name}:{port}").encode("idna")
         self.authority = f"{name}:{port}".encode("idna")
         self.proxy = proxy
-        # through a proxy, an http request carries the proxy's credentials (an https one is tunnelled)
-        self._via = proxy.authorization if proxy is not None and tls is None else b""
+        # an http request goes to the proxy itself, with its credentials (an https one is tunnelled)
+        self._forwarder = proxy if tls is None else None
+        self._via = self._forwarder.authorization if self._forwarder is not None else b""
         self._limit = limit
         self._busy = 0  # connections carrying a request (their response not yet complete)
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -220,9 +221,9 @@ class Pool:
             timer.cancel()
             if conn.headers_waiter is waiter:
                 conn.headers_waiter = None
-        if resp.status == 407 and self.proxy is not None and self.tls is None:
+        if resp.status == 407 and self._forwarder is not None:
             resp.close()  # the proxy's answer, not the upstream's: the gateway cannot reach the upstream
-            where = f"{self.proxy.host}:{self.proxy.port}"
+            where = f"{self._forwarder.host}:{self._forwarder.port}"
             raise ConnectError(
                 None, f"the proxy {where} refused the request: 407 Proxy Authentication Required"
             )
