@@ -4,6 +4,7 @@ uvloop, whose transports differ from asyncio's (they do not subclass ``asyncio.T
 from __future__ import annotations
 
 import asyncio
+import ssl
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -29,3 +30,11 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         check=True, capture_output=True,
     )  # fmt: skip
     return cert, key
+
+
+@pytest.fixture
+def server_tls(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    """A server-side TLS context presenting ``certificate``."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    return context

@@ -471,10 +471,10 @@ async def test_only_http_urls_are_accepted() -> None:
         await h1.Client().post("ftp://example.invalid/x", b"", {}, 1)
 
 
-async def test_https_verifies_the_upstream_certificate(certificate: tuple[Path, Path]) -> None:
-    cert, key = certificate
-    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_tls.load_cert_chain(cert, key)
+async def test_https_verifies_the_upstream_certificate(
+    certificate: tuple[Path, Path], server_tls: ssl.SSLContext
+) -> None:
+    cert, _ = certificate
     s = Script(serve_forever(lambda body: ok(b"secure:" + body)))
     url = await s.start(server_tls)
     try:

@@ -45,10 +45,10 @@ async def test_an_http_upstream_is_asked_through_the_proxy_in_absolute_form(upst
     assert s.requests[0][1]["proxy-authorization"] == "Basic " + base64.b64encode(b"me:s3cret").decode()
 
 
-async def test_an_https_upstream_is_reached_through_a_connect_tunnel(certificate: tuple[Path, Path]) -> None:
-    cert, key = certificate
-    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_tls.load_cert_chain(cert, key)
+async def test_an_https_upstream_is_reached_through_a_connect_tunnel(
+    certificate: tuple[Path, Path], server_tls: ssl.SSLContext
+) -> None:
+    cert, _ = certificate
     s = Script(serve_forever(lambda body: ok(b"secure " + body)))
     url = await s.start(server_tls)
     proxy = LoopbackProxy(password="u:p w")
