@@ -30,15 +30,14 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
 from tollgate.simulator import generate
 from tollgate.simulator.behaviour import Behaviour, OptionError, build_behaviour, parse_model
 from tollgate.simulator.responses import (
     CutResponse,
-    DropConnection,
     Ending,
     SilentResponse,
+    StreamResponse,
     Watch,
     wait_or_leave,
 )
@@ -181,50 +180,6 @@ class _Block:
         if self.tool is not None:
             return {"type": "input_json_delta", "partial_json": piece}
         return {"type": "text_delta", "text": piece}
-
-
-class AnthropicStreamResponse(Response):
-    """Prebuilt Anthropic SSE events, then a normal end ("done"), a dropped connection ("cut") or a hang
-    until the client disconnects ("hang"). Anthropic streams end after ``message_stop`` without a
-    ``[DONE]`` sentinel. Without a chunk delay all events go out in one write."""
-
-    def __init__(self, events: list[bytes], ending: Ending, delay: float, record: dict[str, Any],
-                 watch: Watch, headers: list[tuple[bytes, bytes]]) -> None:  # fmt: skip
-        self.status_code = 200
-        self._events = events
-        self._ending = ending
-        self._delay = delay
-        self._record = record
-        self._watch = watch
-        self._raw = headers
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: ARG002
-        record, events, done = self._record, self._events, self._ending == "done"
-        record["status"] = 200
-        await send({"type": "http.response.start", "status": 200, "headers": self._raw})
-        try:
-            if self._delay <= 0:
-                record["chunks_sent"] = len(events)
-                record["completed"] = done
-                await send({"type": "http.response.body", "body": b"".join(events), "more_body": not done})
-            else:
-                for i, event in enumerate(events):
-                    if i and await self._watch.sleep(self._delay):
-                        record["cancelled"] = True
-                        return
-                    await send({"type": "http.response.body", "body": event, "more_body": True})
-                    record["chunks_sent"] = i + 1
-                if done:
-                    record["completed"] = True
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
-            if done:
-                return
-            if self._ending == "cut":
-                raise DropConnection
-            await self._watch.forever()
-            record["cancelled"] = True
-        finally:
-            self._watch.close()
 
 
 class Messages:
@@ -469,7 +424,7 @@ class Messages:
             (b"request-id", rec["request_id"].encode()),
         ]
         watch = Watch(request.receive, self.state.stopping)
-        return AnthropicStreamResponse(events, ending, b.chunk_delay_ms / 1000, rec, watch, headers)
+        return StreamResponse(events, ending, b.chunk_delay_ms / 1000, rec, watch, headers, end=b"")
 
 
 def anthropic_routes(state: SimState) -> list[Route]:

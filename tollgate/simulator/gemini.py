@@ -31,15 +31,14 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
 from tollgate.simulator import generate
 from tollgate.simulator.behaviour import Behaviour, OptionError, build_behaviour, parse_model
 from tollgate.simulator.responses import (
     CutResponse,
-    DropConnection,
     Ending,
     SilentResponse,
+    StreamResponse,
     Watch,
     wait_or_leave,
 )
@@ -299,53 +298,6 @@ def _sse(payload: dict[str, Any] | bytes) -> bytes:
     return b"data: " + data + b"\r\n\r\n"
 
 
-class _EventStream(Response):
-    """Prebuilt SSE events, then the connection ends: closed ("done"), dropped ("cut") or held until the
-    client leaves ("hang"). Gemini sends no end-of-stream marker."""
-
-    def __init__(self, events: list[bytes], ending: Ending, delay: float, record: dict[str, Any],
-                 watch: Watch) -> None:  # fmt: skip
-        self.status_code = 200
-        self._events = events
-        self._ending = ending
-        self._delay = delay
-        self._record = record
-        self._watch = watch
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: ARG002
-        record = self._record
-        record["status"] = 200
-        await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
-        try:
-            if self._delay <= 0:
-                record["chunks_sent"] = len(self._events)
-                if self._ending == "done":
-                    record["completed"] = True
-                    body = b"".join(self._events)
-                    await send({"type": "http.response.body", "body": body, "more_body": False})
-                    return
-                if self._events:
-                    body = b"".join(self._events)
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
-            else:
-                for i, event in enumerate(self._events):
-                    if i and await self._watch.sleep(self._delay):
-                        record["cancelled"] = True
-                        return
-                    await send({"type": "http.response.body", "body": event, "more_body": True})
-                    record["chunks_sent"] = i + 1
-                if self._ending == "done":
-                    record["completed"] = True
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
-                    return
-            if self._ending == "cut":
-                raise DropConnection
-            await self._watch.forever()
-            record["cancelled"] = True
-        finally:
-            self._watch.close()
-
-
 class _Handlers:
     def __init__(self, state: SimState) -> None:
         self.state = state
@@ -441,7 +393,7 @@ class _Handlers:
         else:
             events = [_sse(e) for e in reply.events(None)]
         watch = Watch(request.receive, self.state.stopping)
-        return _EventStream(events, ending, b.chunk_delay_ms / 1000, rec, watch)
+        return StreamResponse(events, ending, b.chunk_delay_ms / 1000, rec, watch, _SSE_HEADERS, end=b"")
 
 
 def gemini_routes(state: SimState) -> list[Route]:

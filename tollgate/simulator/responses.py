@@ -108,12 +108,14 @@ class CutResponse(Response):
 
 
 class StreamResponse(Response):
-    """An SSE stream of prebuilt events, then ``[DONE]`` ("done"), a dropped connection ("cut") or
-    a hang until the client disconnects ("hang"). Without a chunk delay all events go out in a
-    single write; with one, each event is its own write and disconnects are noticed while waiting."""
+    """An SSE stream of prebuilt events, then ``end`` and the end of the body ("done"), a dropped
+    connection ("cut") or a hang until the client disconnects ("hang"). ``end`` is OpenAI's ``[DONE]``
+    by default; Anthropic (after ``message_stop``) and Gemini send no end marker (``end=b""``). Without a
+    chunk delay all events go out in a single write; with one, each event is its own write and
+    disconnects are noticed while waiting."""
 
     def __init__(self, events: list[bytes], ending: Ending, delay: float, record: dict[str, Any],
-                 watch: Watch, headers: list[tuple[bytes, bytes]]) -> None:  # fmt: skip
+                 watch: Watch, headers: list[tuple[bytes, bytes]], end: bytes = DONE_EVENT) -> None:  # fmt: skip
         self.status_code = 200
         self._events = events
         self._ending = ending
@@ -121,6 +123,7 @@ class StreamResponse(Response):
         self._record = record
         self._watch = watch
         self._raw = headers
+        self._end = end
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: ARG002
         record = self._record
@@ -132,7 +135,7 @@ class StreamResponse(Response):
                 record["chunks_sent"] = len(events)
                 if self._ending == "done":
                     record["completed"] = True
-                    events.append(DONE_EVENT)
+                    events.append(self._end)
                     await send({"type": _BODY, "body": b"".join(events), "more_body": False})
                     return
                 if events:
@@ -146,7 +149,7 @@ class StreamResponse(Response):
                     record["chunks_sent"] = i + 1
                 if self._ending == "done":
                     record["completed"] = True
-                    await send({"type": _BODY, "body": DONE_EVENT, "more_body": False})
+                    await send({"type": _BODY, "body": self._end, "more_body": False})
                     return
             if self._ending == "cut":
                 raise DropConnection
