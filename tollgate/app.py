@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
 from tollgate.accounts.backends import open_account_state
+from tollgate.accounts.journal import Journal
 from tollgate.accounts.keys import Authenticator
 from tollgate.accounts.retention import RetentionPurger
 from tollgate.accounts.usage import UsageWriter
@@ -49,6 +50,11 @@ def create_app(settings: Settings, storage: Storage | None = None) -> GatewayApp
         }
         shared = open_account_state(settings, store)
         ledger = shared.ledger
+        journal_dir = settings.journal_dir
+        journal = None
+        if journal_dir is not None:
+            journal = Journal(journal_dir, settings.database_url, server.journal_fsync_interval)
+            journal.open()
         writer = UsageWriter(
             store,
             ledger,
@@ -56,7 +62,10 @@ def create_app(settings: Settings, storage: Storage | None = None) -> GatewayApp
             batch_size=server.usage_batch_size,
             limit=server.usage_queue_limit,
             refresh_every=server.balance_refresh_interval,
+            journal=journal,
         )
+        # Rows of processes that died before writing them (kill -9, power loss): in before serving.
+        await writer.recover()
         catalog = Catalog(settings.config.models, providers)
         auth = Authenticator(store, ttl=server.key_cache_ttl)
         app.state.settings = settings

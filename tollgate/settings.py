@@ -206,6 +206,12 @@ class ServerConfig(_Strict):
     usage_flush_interval: float = Field(default=0.5, gt=0)
     usage_batch_size: int = Field(default=500, gt=0)
     usage_queue_limit: int = Field(default=10_000, gt=0)
+    # The local usage journal (accounts/journal.py): every settled row is appended there before its reply
+    # completes and fsynced at most ``journal_fsync_interval`` seconds later. ``None``: a ``journal``
+    # directory next to the SQLite file, or next to the config file (else in the working directory) for
+    # other databases; ``journal_dir: ""`` turns the journal off.
+    journal_dir: str | None = None
+    journal_fsync_interval: float = Field(default=1.0, gt=0, le=60)
     key_cache_ttl: float = Field(default=5.0, ge=0)
     balance_refresh_interval: float = Field(default=1.0, gt=0)
     # Rate limits: keys without a tier of their own get ``default_tier``; with none, they are unlimited.
@@ -349,6 +355,21 @@ class Settings:
     @property
     def server(self) -> ServerConfig:
         return self.config.server
+
+    @property
+    def journal_dir(self) -> Path | None:
+        """Where the usage journal lives (``None``: no journal: an in-memory database, or turned off)."""
+        configured = self.server.journal_dir
+        if configured is not None:
+            return Path(configured) if configured else None
+        if self.database_url.startswith("sqlite"):
+            database = self.database_url.partition(":///")[2].partition("?")[0]
+            if not database or database == ":memory:":
+                return None
+            return Path(database).parent / "journal"
+        if Path(self.source).is_file():
+            return Path(self.source).parent / "journal"
+        return Path("journal")
 
 
 def _without_providers(config: Config, hidden: set[str]) -> Config:

@@ -83,13 +83,14 @@ class MemoryStorage:
         return True
 
     # usage
-    async def write_usage(self, rows: list[UsageRow]) -> None:
+    async def write_usage(self, rows: list[UsageRow], *, skip_committed: bool = False) -> int:
         self._count("write_usage")
         if self.write_gate is not None:
             await self.write_gate.wait()
         if self.fail_writes is not None:
             raise self.fail_writes
-        batch = list(rows)
+        stored = {r.request_id for r in self.usage} if skip_committed else set()
+        batch = [r for r in rows if r.request_id not in stored]
         self.batches.append(batch)
         self.usage.extend(batch)
         for r in batch:
@@ -98,6 +99,7 @@ class MemoryStorage:
                 self.accounts[r.account_id] = dataclasses.replace(
                     acct, balance=acct.balance - r.cost, spent=acct.spent + r.cost
                 )
+        return len(batch)
 
     async def list_usage(self, limit: int = 100) -> list[UsageRow]:
         return list(reversed(self.usage))[:limit]

@@ -1,12 +1,21 @@
 """The buffered usage writer: the only path by which usage rows (and their debits) reach the database.
 
-Requests hand rows over without waiting on the database. A background task flushes them in batches: when
-``batch_size`` rows wait, or ``interval`` seconds after the first row of a batch arrived; each batch in one
-transaction with the balance debits. Nothing wakes the task while no row waits, except the ledger's balance
-refresh every ``refresh_every`` seconds. When the
-database is slow the buffer grows up to ``limit`` rows, after which ``submit`` waits (back-pressure);
-``submit_nowait`` never waits and never drops, for paths that cannot wait (a cancelled stream). A failed
-flush keeps its rows and is retried; ``stop`` flushes everything that is left.
+Requests hand rows over without waiting on the database. Each row is bounded to its columns (``bound_row``)
+and appended to the local journal (``accounts/journal.py``) as it is handed over, so it survives a crash of
+the process. A background task flushes them in batches: when ``batch_size`` rows wait, or ``interval``
+seconds after the first row of a batch arrived; each batch in one transaction with the balance debits.
+Nothing wakes the task while no row waits, except the ledger's balance refresh every ``refresh_every``
+seconds.
+
+A batch the database refuses for a data reason is split in halves, recursively, down to the rows it
+refuses: those are set aside (the journal's ``rejected.jsonl``, logged, counted in ``rejected``) and the
+rest are written. A connectivity failure (connection lost, timeout, database down) keeps the batch and
+retries it with back-off; a retried batch skips the rows whose request id is already stored, so a COMMIT
+whose acknowledgement was lost is neither retried forever nor billed twice.
+
+When the database is slow the buffer grows up to ``limit`` rows; past it, new requests wait at admission
+(``wait_for_room``) until flushes catch up. Settling never waits and never drops (``submit_nowait``).
+``stop`` flushes everything that is left.
 """
 
 from __future__ import annotations
@@ -17,10 +26,25 @@ import logging
 from collections import defaultdict
 from decimal import Decimal
 
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, StatementError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
 from tollgate.accounts.balances import BalanceLedger
+from tollgate.accounts.journal import Journal, StreamOpen
 from tollgate.storage.base import RequestLog, Storage, UsageRow
+from tollgate.storage.bounds import bound_row
 
 log = logging.getLogger("tollgate.usage")
+
+_TRANSIENT = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError, OSError, TimeoutError)
+
+
+def refused(exc: BaseException) -> bool:
+    """The database (or its driver) refused the rows themselves: a constraint, a value it cannot take. Any
+    other failure (connection lost, timeout, database down) is retried with the batch as it is."""
+    if isinstance(exc, _TRANSIENT) or getattr(exc, "connection_invalidated", False):
+        return False
+    return isinstance(exc, (StatementError, ValueError, TypeError, OverflowError))
 
 
 class UsageWriter:
@@ -33,8 +57,10 @@ class UsageWriter:
         batch_size: int = 500,
         limit: int = 10_000,
         refresh_every: float = 1.0,
+        journal: Journal | None = None,
     ) -> None:
         self._storage = storage
+        self.journal = journal
         self._ledger = ledger
         self._interval = interval
         self._batch_size = batch_size
@@ -51,7 +77,9 @@ class UsageWriter:
         self._stopping = False
         self._flush_due = False
         self._failures = 0
+        self._retrying = False  # the batch at the head failed once: it may be partly committed
         self.written = 0
+        self.rejected = 0  # rows the database refused, set aside
 
     @property
     def pending(self) -> int:
@@ -63,7 +91,28 @@ class UsageWriter:
         if self._rows:
             self._due = loop.call_later(self._interval, self._flush_now)
 
+    @property
+    def has_room(self) -> bool:
+        return self._room.is_set()
+
+    async def wait_for_room(self) -> None:
+        """Back-pressure: wait while more than ``limit`` rows wait for the database."""
+        while not self._room.is_set():
+            await self._room.wait()
+
+    def stream_opened(self, stream: StreamOpen) -> None:
+        if self.journal is not None:
+            self.journal.opened(stream)
+
+    def stream_progress(self, request_id: str, chunks: int) -> None:
+        if self.journal is not None:
+            self.journal.progress(request_id, chunks)
+
     def submit_nowait(self, row: UsageRow) -> None:
+        """Take a settled row: journaled at once, written with the next flush. Never waits, never drops."""
+        row = bound_row(row)
+        if self.journal is not None:
+            self.journal.append(row)
         self._rows.append(row)
         if len(self._rows) >= self._batch_size:
             self._flush_now()
@@ -79,25 +128,86 @@ class UsageWriter:
             self._flush_now()
 
     async def submit(self, row: UsageRow) -> None:
-        while not self._room.is_set():
-            await self._room.wait()
+        await self.wait_for_room()
         self.submit_nowait(row)
 
     async def _flush_once(self) -> None:
         batch = self._rows[: self._batch_size]
         if not batch:
             return
-        await self._storage.write_usage(batch)
+        try:
+            self.written += await self.write(batch, skip_committed=self._retrying)
+        except BaseException:
+            self._retrying = True
+            raise
+        self._retrying = False
         del self._rows[: len(batch)]
-        self.written += len(batch)
+        if self.journal is not None:
+            self.journal.committed(batch)
         if len(self._rows) < self._limit:
             self._room.set()
+        # Rows set aside are counted too: their settle moved the cost into ``unflushed``; the next balance
+        # refresh reads what the database really holds.
         if self._ledger is not None:
             debits: dict[str, Decimal] = defaultdict(Decimal)
             for r in batch:
                 if r.account_id and r.cost:
                     debits[r.account_id] += r.cost
             self._ledger.flushed(debits)
+
+    async def write(self, rows: list[UsageRow], *, skip_committed: bool) -> int:
+        """Write ``rows``, setting aside those the database refuses (halving the batch to find them);
+        returns how many were inserted. A connectivity failure is raised, for the caller to retry."""
+        try:
+            return await self._storage.write_usage(rows, skip_committed=skip_committed)
+        except Exception as exc:
+            if not refused(exc):
+                raise
+            if len(rows) == 1:
+                self._set_aside(rows[0], exc)
+                return 0
+            log.warning("a batch of %d usage rows was refused (%s); splitting it", len(rows), _reason(exc))
+            half = len(rows) // 2
+            # The halves are checked for committed rows: a first half written stays written on a retry.
+            first = await self.write(rows[:half], skip_committed=True)
+            return first + await self.write(rows[half:], skip_committed=True)
+
+    def _set_aside(self, row: UsageRow, exc: Exception) -> None:
+        self.rejected += 1
+        reason = _reason(exc)
+        log.error("usage row %s refused by the database, set aside: %s", row.request_id, reason)
+        if self.journal is not None:
+            try:
+                self.journal.reject(row, reason)
+            except OSError:
+                log.exception("could not keep the refused row %s: %r", row.request_id, row)
+
+    async def recover(self, attempts: int = 10) -> int:
+        """Replay the journals of dead processes into the database (at start-up, before serving); returns
+        the rows inserted. Rows already stored are skipped, so a journal replayed twice bills once."""
+        if self.journal is None:
+            return 0
+        inserted = 0
+        for dead in self.journal.dead():
+            rows = dead.rows()
+            try:
+                for start in range(0, len(rows), self._batch_size):
+                    batch = rows[start : start + self._batch_size]
+                    for attempt in range(attempts):
+                        try:
+                            inserted += await self.write(batch, skip_committed=True)
+                            break
+                        except Exception:
+                            if attempt == attempts - 1:
+                                raise
+                            log.exception("journal replay failed; retrying")
+                            await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
+            except Exception:
+                dead.release()  # kept for the next start-up
+                raise
+            log.info("replayed journal %s: %d rows, %d new", dead.name, len(rows), inserted)
+            dead.remove()
+        return inserted
 
     async def flush(self) -> None:
         while self._rows:
@@ -135,8 +245,10 @@ class UsageWriter:
                         self._refresh = loop.call_later(self._refresh_every, self._refresh_due)
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    log.exception("usage flush failed; %d rows kept for retry", len(self._rows))
+                except Exception as exc:
+                    log.error(
+                        "usage flush failed; %d rows kept for retry (%s)", len(self._rows), _reason(exc)
+                    )
                     await asyncio.sleep(self._retry_wait())
                     self._flush_now()
                     continue
@@ -164,8 +276,18 @@ class UsageWriter:
         for attempt in range(20):
             try:
                 await self.flush()
-                return
+                break
             except Exception:
                 log.exception("final usage flush failed (attempt %d); retrying", attempt + 1)
                 await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
-        log.error("gave up flushing %d usage rows at shutdown", len(self._rows))
+        else:
+            log.error(
+                "gave up flushing %d usage rows at shutdown; the journal keeps them for the next start",
+                len(self._rows),
+            )
+        if self.journal is not None:
+            await self.journal.close(clean=not self._rows)
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]

@@ -1,4 +1,4 @@
-"""``GET /healthz``: liveness plus the state of the usage writer."""
+"""``GET /healthz``: liveness plus the state of the usage writer and its journal."""
 
 from __future__ import annotations
 
@@ -12,6 +12,16 @@ from tollgate.api.http import json_response
 
 async def healthz(request: Request) -> Response:
     writer = request.app.state.writer
+    journal = writer.journal
     return json_response(
-        orjson.dumps({"status": "ok", "version": __version__, "usage_rows_pending": writer.pending})
+        orjson.dumps(
+            {
+                "status": "ok",
+                "version": __version__,
+                "usage_rows_pending": writer.pending,
+                "usage_rows_rejected": writer.rejected,
+                "usage_backpressure": not writer.has_room,
+                "journal": journal.state() if journal is not None else None,
+            }
+        )
     )

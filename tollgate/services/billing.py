@@ -26,6 +26,7 @@ from typing import Any
 
 from tollgate.accounts.allowance import FreeAllowance, billable
 from tollgate.accounts.balances import BalanceLedger, Reservation
+from tollgate.accounts.journal import StreamOpen
 from tollgate.accounts.pricing import cost_of, max_cost
 from tollgate.accounts.ratelimit import Limits, LocalRateLimiter, RateLimiter, limits_for
 from tollgate.accounts.usage import UsageWriter
@@ -147,11 +148,35 @@ class Billing:
                     f"{', '.join(sorted(allowed)) or 'no models'}.",
                     param="model",
                 )
+        if not self.writer.has_room:  # back-pressure: the usage writer is behind the database
+            await self.writer.wait_for_room()
         limits = limits_for(ctx.principal, self.tiers, self.default_tier)
         ctx.grant = await self.limiter.acquire(ctx.principal.key_id, limits, prompt_tokens + max_output)
         prices = [pricing] if pricing is not None else [t.pricing for t in targets]
         amount = max(max_cost(prompt_tokens, max_output, p) for p in prices)
         return await self.ledger.reserve(ctx.principal.account_id, amount)
+
+    def stream_opened(
+        self, ctx: RequestContext, target: Target, prompt_tokens: int, attempts: int, ttft_ms: float | None
+    ) -> None:
+        """A stream's first frame is going out: journal what to bill should the process die mid-stream."""
+        fields = request_fields(ctx)
+        del fields["latency_ms"]
+        self.writer.stream_opened(
+            StreamOpen(
+                **fields,
+                model=target.model.id,
+                provider=target.provider.name,
+                upstream_model=target.deployment.model,
+                prompt_tokens=prompt_tokens,
+                pricing={k: str(v) for k, v in target.pricing.model_dump(exclude_none=True).items()},
+                attempts=attempts,
+                ttft_ms=ttft_ms,
+            )
+        )
+
+    def stream_progress(self, ctx: RequestContext, chunks: int) -> None:
+        self.writer.stream_progress(ctx.request_id, chunks)
 
     def finish(
         self,

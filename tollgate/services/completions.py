@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from tollgate.accounts.balances import Reservation
+from tollgate.accounts.journal import MARK_INTERVAL
 from tollgate.errors import (
     TollgateError,
     UpstreamBadResponseError,
@@ -323,6 +324,7 @@ class StreamRelay:
         limit = self.service.upstream_timeout
         deadline = self.ctx.started + limit
         held = b""  # frames read after the upstream's end marker
+        mark = 0.0  # when the journal's next progress mark is due (0: the stream is not journaled yet)
         try:
             rename = self.rename
             frame = self._first
@@ -335,14 +337,21 @@ class StreamRelay:
                     if stream.finished:
                         held += frame
                     else:
+                        if not mark:
+                            mark = self._journal_open()
                         yield frame
-                        if time.perf_counter() > deadline:
+                        now = time.perf_counter()
+                        if now > mark:
+                            mark = now + MARK_INTERVAL
+                            self.service.billing.stream_progress(self.ctx, stream.chunks)
+                        if now > deadline:
                             raise UpstreamTimeoutError(f"{name}: the stream exceeded the {limit:g} s limit")
                     frame = await anext(self._frames, None)
                 if not stream.finished:
                     raise UpstreamBadResponseError(f"{name}: the upstream stream was cut short")
             except UpstreamError as err:
                 error, status = err, err.status
+                self._settle(status, error)  # the row is journaled before the stream's last frames
                 if held:
                     yield held
                 self.last = True
@@ -353,13 +362,21 @@ class StreamRelay:
                     held += encode_data(orjson.dumps(self._usage_chunk()))
                 held += DONE
             self.last = True
-            yield held
             status = 200
+            self._settle(status, None)  # the row is journaled before the final frame goes out
+            yield held
         finally:
             self._settle(status, error)
 
     def is_last(self) -> bool:
         return self.last
+
+    def _journal_open(self) -> float:
+        """Journal the stream as its first frame goes out; returns when its first progress mark is due."""
+        usage = self.stream.usage
+        prompt = usage.prompt_tokens if usage is not None else count_messages(self.req.body["messages"])
+        self.service.billing.stream_opened(self.ctx, self.target, prompt, self.attempts, self.ttft)
+        return time.perf_counter() + MARK_INTERVAL
 
     async def abandon(self) -> None:
         self._settle(CLIENT_CLOSED, None)

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tollgate.storage.base import AccountRecord, ClassifierRecord, KeyRecord, UsageRow
 from tollgate.storage.batch import SqliteWorker, run_batch, sqlite_file
+from tollgate.storage.bounds import bound_row
 from tollgate.storage.migrate import upgrade
 from tollgate.storage.money import from_units, to_units
 from tollgate.storage.sql_logs import USAGE_FIELDS, LogQueries
@@ -77,12 +78,23 @@ def _usage_insert(conn: Connection) -> tuple[str, list[int] | None]:
     return _USAGE_INSERT[name]
 
 
-def _write_usage(rows: list[UsageRow], conn: Connection) -> None:
-    """Insert the rows and debit each account by the sum of its rows' costs, in the caller's transaction.
+def _write_usage(rows: list[UsageRow], conn: Connection, skip_committed: bool = False) -> int:
+    """Insert the rows and debit each account by the sum of its rows' costs, in the caller's transaction;
+    returns how many rows were inserted. Every row is bounded to its columns first (``bound_row``).
+
+    ``skip_committed`` (a retried or replayed batch): rows whose request id is already stored are left out,
+    with their debits, so a batch whose COMMIT went through unacknowledged is never written or billed twice.
 
     The rows go to the driver's own ``executemany`` as plain tuples (every column is a type the drivers
     take as is): SQLAlchemy's per-parameter processing cost ~20 µs a row, more than the rest of the flush.
     """
+    rows = [bound_row(r) for r in rows]
+    if skip_committed:
+        ids = list({r.request_id for r in rows})
+        stored = set(conn.execute(select(usage.c.request_id).where(usage.c.request_id.in_(ids))).scalars())
+        rows = [r for r in rows if r.request_id not in stored]
+        if not rows:
+            return 0
     debits: dict[str, int] = defaultdict(int)
     bools = _USAGE_BOOLS if conn.dialect.name == "sqlite" else frozenset()
     tuples = []
@@ -105,6 +117,7 @@ def _write_usage(rows: list[UsageRow], conn: Connection) -> None:
                 spent_units=accounts.c.spent_units + units,
             )
         )
+    return len(rows)
 
 
 def _balances(account_ids: list[str], conn: Connection) -> dict[str, Decimal]:
@@ -228,9 +241,12 @@ class SqlStorage(LogQueries):
         return bool(res.rowcount == 1)
 
     # usage ----------------------------------------------------------------------------------------------
-    async def write_usage(self, rows: list[UsageRow]) -> None:
-        if rows:
-            await run_batch(self.engine, self.worker, partial(_write_usage, rows))
+    async def write_usage(self, rows: list[UsageRow], *, skip_committed: bool = False) -> int:
+        if not rows:
+            return 0
+        return await run_batch(
+            self.engine, self.worker, partial(_write_usage, rows, skip_committed=skip_committed)
+        )
 
     async def list_usage(self, limit: int = 100) -> list[UsageRow]:
         async with self.engine.connect() as conn:
