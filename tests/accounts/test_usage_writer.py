@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
+from pathlib import Path
 
+import orjson
 import pytest
+import sqlalchemy as sa
 
+from tests.storage.test_sql import pg_database, sqlite_template, store, usage_row  # noqa: F401  (fixtures)
 from tests.support.memory_storage import MemoryStorage
 from tollgate.accounts.balances import BalanceLedger
+from tollgate.accounts.journal import REJECTED_FILE, Journal
 from tollgate.accounts.usage import UsageWriter
+from tollgate.storage import SqlStorage
 from tollgate.storage.base import UsageRow
 
 D = Decimal
@@ -304,3 +311,96 @@ async def test_a_refresh_does_not_write_rows_before_their_interval(
     assert storage.usage == [] and writer.pending == 1
     await writer.stop()
     assert [r.request_id for r in storage.usage] == ["req_1"]
+
+
+# refused rows and retried batches, on the real databases ------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def refusing(storage: SqlStorage, model: str) -> AsyncIterator[None]:
+    """The database refuses every usage row naming ``model`` (a trigger / CHECK constraint)."""
+    if storage.is_sqlite:
+        create = (
+            f"CREATE TRIGGER refuse_model BEFORE INSERT ON usage WHEN NEW.model = '{model}' "
+            "BEGIN SELECT RAISE(ABORT, 'refused model'); END"
+        )
+        drop = "DROP TRIGGER refuse_model"
+    else:
+        create = f"ALTER TABLE usage ADD CONSTRAINT refuse_model CHECK (model IS NULL OR model <> '{model}')"
+        drop = "ALTER TABLE usage DROP CONSTRAINT refuse_model"
+    async with storage.engine.begin() as conn:
+        await conn.execute(sa.text(create))
+    try:
+        yield
+    finally:
+        async with storage.engine.begin() as conn:
+            await conn.execute(sa.text(drop))
+
+
+async def test_a_refused_row_is_set_aside_and_the_rest_of_its_batch_written(
+    store: SqlStorage,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    acct = await store.ensure_account("split")
+    await store.add_balance(acct.id, D(10))
+    journal = Journal(tmp_path / "journal", store.url)
+    journal.open()
+    writer = UsageWriter(store, batch_size=500, journal=journal)
+    rows = [
+        usage_row(
+            request_id=f"req_{n}", account_id=acct.id, cost=D("0.25"), model="poison" if n in (3, 7) else "ok"
+        )
+        for n in range(10)
+    ]
+    async with refusing(store, "poison"):
+        for r in rows:
+            writer.submit_nowait(r)
+        await writer.flush()
+    assert writer.pending == 0 and writer.rejected == 2 and writer.written == 8
+    stored = sorted(r.request_id for r in await store.list_usage())
+    assert stored == [f"req_{n}" for n in range(10) if n not in (3, 7)]
+    after = await store.get_account(acct.id)
+    assert after is not None and after.spent == D(2) and after.balance == D(8)
+    kept = [orjson.loads(line) for line in (tmp_path / "journal" / REJECTED_FILE).read_bytes().splitlines()]
+    assert sorted(k["row"]["request_id"] for k in kept) == ["req_3", "req_7"]
+    await writer.stop()
+    assert [p.name for p in (tmp_path / "journal").iterdir()] == [REJECTED_FILE]
+
+
+async def test_a_batch_retried_after_its_commit_skips_the_rows_already_stored(store: SqlStorage) -> None:  # noqa: F811
+    """A lost COMMIT acknowledgement: the rows are in, the writer thinks not and retries the batch."""
+    acct = await store.ensure_account("retry")
+    await store.add_balance(acct.id, D(10))
+    writer = UsageWriter(store, batch_size=500)
+    rows = [usage_row(account_id=acct.id, cost=D(1)) for _ in range(3)]
+    await store.write_usage(rows[:2])  # committed, acknowledgement lost
+    writer._retrying = True
+    for r in rows:
+        writer.submit_nowait(r)
+    await writer.flush()
+    assert writer.written == 1 and writer.rejected == 0
+    assert len(await store.list_usage()) == 3
+    after = await store.get_account(acct.id)
+    assert after is not None and after.spent == D(3)
+
+
+async def test_client_chosen_values_are_bounded_before_they_reach_the_database(store: SqlStorage) -> None:  # noqa: F811
+    """On PostgreSQL a 201-character model, a NUL byte or an int32 overflow used to refuse the batch."""
+    writer = UsageWriter(store)
+    rows = [
+        usage_row(model="m" * 201),
+        usage_row(model="bad\u0000model", upstream_model="\u0000"),
+        usage_row(prompt_tokens=2**40, completion_tokens=-(2**40), attempts=2**31),
+        usage_row(model="surrogate \ud800 model"),
+    ]
+    for r in rows:
+        writer.submit_nowait(r)
+    await writer.flush()
+    assert writer.rejected == 0
+    stored = {r.request_id: r for r in await store.list_usage()}
+    assert stored[rows[0].request_id].model == "m" * 200
+    assert stored[rows[1].request_id].model == "badmodel"
+    assert stored[rows[1].request_id].upstream_model == ""
+    big = stored[rows[2].request_id]
+    assert (big.prompt_tokens, big.completion_tokens, big.attempts) == (2**31 - 1, -(2**31), 2**31 - 1)
+    assert stored[rows[3].request_id].model == "surrogate ? model"
