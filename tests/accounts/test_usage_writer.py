@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from pathlib import Path
@@ -13,12 +14,13 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from tests.storage.test_sql import pg_database, sqlite_template, store, usage_row  # noqa: F401  (fixtures)
+from tests.storage.test_sql import pg_database, pg_url, sqlite_template, store, usage_row  # noqa: F401  (fixtures)
 from tests.support.memory_storage import MemoryStorage
+from tests.support.pg_proxy import CommitCutter
 from tollgate.accounts.balances import BalanceLedger
 from tollgate.accounts.journal import REJECTED_FILE, Journal
 from tollgate.accounts.usage import UsageWriter
-from tollgate.storage import SqlStorage
+from tollgate.storage import SqlStorage, open_storage
 from tollgate.storage.base import UsageRow
 
 D = Decimal
@@ -404,3 +406,45 @@ async def test_client_chosen_values_are_bounded_before_they_reach_the_database(s
     big = stored[rows[2].request_id]
     assert (big.prompt_tokens, big.completion_tokens, big.attempts) == (2**31 - 1, -(2**31), 2**31 - 1)
     assert stored[rows[3].request_id].model == "surrogate ? model"
+
+
+async def test_lost_commit_acknowledgements_neither_wedge_the_writer_nor_bill_twice(
+    pg_database: str,  # noqa: F811
+) -> None:
+    """Through a proxy that cuts the connection after every third COMMIT went through: each batch whose
+    acknowledgement was lost is retried, and its rows are written (and debited) exactly once."""
+    direct = open_storage(pg_url(pg_database))
+    cutter = CommitCutter(every=3)
+    port = await cutter.start()
+    proxied = open_storage(pg_url(pg_database).replace(":5432/", f":{port}/"))
+    try:
+        acct = await direct.ensure_account("commit-" + secrets.token_hex(4))
+        await direct.add_balance(acct.id, D(10))
+        cutter.armed = True
+        writer = UsageWriter(proxied, interval=0.005, batch_size=50)
+        writer.start()
+        rows = [usage_row(account_id=acct.id, cost=D("0.001")) for _ in range(1000)]
+        for r in rows:
+            writer.submit_nowait(r)
+            if len(writer._rows) >= 200:
+                await asyncio.sleep(0.01)
+        await eventually(lambda: writer.pending == 0, timeout=60)
+        await writer.stop()
+        assert cutter.cuts >= 3 and writer.rejected == 0
+        async with direct.engine.connect() as conn:
+            stored = (
+                (
+                    await conn.execute(
+                        sa.text("SELECT request_id FROM usage WHERE account_id = :a"), {"a": acct.id}
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        assert sorted(stored) == sorted(r.request_id for r in rows)
+        after = await direct.get_account(acct.id)
+        assert after is not None and after.spent == D(1) and after.balance == D(9)
+    finally:
+        await proxied.close()
+        await direct.close()
+        await cutter.close()
