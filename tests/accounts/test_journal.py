@@ -73,7 +73,7 @@ async def test_each_row_is_on_disk_when_submitted_and_its_segment_goes_once_comm
         writer.submit_nowait(r)
     [segment] = segments(directory)
     lines = [orjson.loads(line) for line in segment.read_bytes().splitlines()]
-    assert [(kind, body["request_id"]) for kind, body in lines] == [("row", f"req_{n}") for n in range(3)]
+    assert [(kind, fields[0]) for kind, fields, _cost in lines] == [("row", f"req_{n}") for n in range(3)]
 
     await writer.flush()
     assert segments(directory) == []

@@ -17,7 +17,8 @@ other's rows. A segment is deleted once every row in it is committed. At start-u
 journals of dead processes of the same database (their lock can be taken) are replayed into the database,
 idempotently by request id, and removed. Rows the database refused are kept in ``rejected.jsonl``.
 
-Record lines: ``["row", {usage row}]``, ``["open", {stream}]``, ``["mark", request_id, chunks, at]``.
+Record lines: ``["row", [usage row fields but the cost], "cost"]``, ``["open", {stream}]``,
+``["mark", request_id, chunks, at]``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import dataclasses
 import fcntl
 import hashlib
 import logging
+import operator
 import os
 import secrets
 import time
@@ -50,7 +52,10 @@ MARK_INTERVAL = 0.5  # seconds between a stream's progress marks
 SEGMENT_BYTES = 4 << 20  # a segment this large is closed and a new one begun
 RESTARTED = "GATEWAY_RESTARTED"
 REJECTED_FILE = "rejected.jsonl"
-_ROW_FIELDS = [f.name for f in dataclasses.fields(UsageRow)]
+# A row's line holds its fields but the cost, in this order, then the cost as a string: a tuple (taken by one
+# C-level attrgetter) encodes ~3x faster than the dataclass with a Decimal fallback.
+_ROW_FIELDS = [f.name for f in dataclasses.fields(UsageRow) if f.name != "cost"]
+_row_values = operator.attrgetter(*_ROW_FIELDS)
 
 
 def database_tag(database_url: str) -> str:
@@ -123,7 +128,7 @@ class Journal:
 
     def append(self, row: UsageRow) -> None:
         """Journal a settled row (before its reply completes)."""
-        self._write(("row", row), row.request_id)
+        self._write(("row", _row_values(row), str(row.cost)), row.request_id)
 
     def opened(self, stream: StreamOpen) -> None:
         """Journal a stream whose first frame is going to the client."""
@@ -295,14 +300,21 @@ class DeadJournal:
                     record = orjson.loads(line)
                     kind = record[0]
                     if kind == "row":
-                        row = _row(record[1])
+                        row = _row(record[1], record[2])
                         rows.setdefault(row.request_id, row)
                     elif kind == "open":
                         stream = StreamOpen(**record[1])
                         opens[stream.request_id] = stream
                     elif kind == "mark":
                         marks[record[1]] = (int(record[2]), float(record[3]))
-                except (orjson.JSONDecodeError, IndexError, KeyError, TypeError, ValueError) as exc:
+                except (
+                    orjson.JSONDecodeError,
+                    IndexError,
+                    KeyError,
+                    TypeError,
+                    ValueError,
+                    ArithmeticError,
+                ) as exc:
                     # A line cut by a machine crash, at the end of the last segment.
                     log.warning("journal %s line %d unreadable (%s); skipped", path.name, number, exc)
         for request_id, stream in opens.items():
@@ -324,10 +336,8 @@ class DeadJournal:
             self._lock_fd = None
 
 
-def _row(fields: dict[str, Any]) -> UsageRow:
-    values = {k: fields[k] for k in _ROW_FIELDS if k in fields}
-    values["cost"] = Decimal(values.get("cost", "0"))
-    return UsageRow(**values)
+def _row(values: list[Any], cost: str) -> UsageRow:
+    return UsageRow(**dict(zip(_ROW_FIELDS, values, strict=True)), cost=Decimal(cost))
 
 
 def partial_row(stream: StreamOpen, chunks: int, marked_at: float) -> UsageRow:

@@ -189,7 +189,7 @@ class UsageWriter:
             return 0
         inserted = 0
         for dead in self.journal.dead():
-            rows = dead.rows()
+            rows = [bound_row(r) for r in dead.rows()]
             try:
                 for start in range(0, len(rows), self._batch_size):
                     batch = rows[start : start + self._batch_size]

@@ -128,9 +128,10 @@ class Storage(Protocol):
     async def revoke_key(self, key_id: str, when: float) -> bool: ...
 
     async def write_usage(self, rows: list[UsageRow], *, skip_committed: bool = False) -> int:
-        """Insert rows (bounded to their columns) and debit each account by their cost, atomically, in one
-        transaction; returns how many were inserted. ``skip_committed``: leave out (and do not debit) rows
-        whose request id is already stored, for retried and replayed batches."""
+        """Insert rows and debit each account by their cost, atomically, in one transaction; returns how many
+        were inserted. The rows must fit their columns (``storage.bounds.bound_row``). ``skip_committed``:
+        leave out (and do not debit) rows whose request id is already stored, for retried and replayed
+        batches."""
         ...
 
     async def list_usage(self, limit: int = 100) -> list[UsageRow]: ...
