@@ -12,6 +12,7 @@ from tollgate.errors import ConfigError
 from tollgate.settings import (
     DEFAULT_DATABASE_URL,
     Pricing,
+    Settings,
     interpolate,
     load_settings,
     parse_config,
@@ -415,3 +416,24 @@ def test_classification_llm_backend_needs_a_declared_model() -> None:
     )
     message = config_error(MINIMAL + "classification: {llm_model: nope}\n")
     assert "classification.llm_model: 'nope' is not a declared model" in message
+
+
+def test_the_usage_journal_lives_next_to_the_sqlite_file_or_the_config_file(tmp_path: Path) -> None:
+    def journal_dir(database_url: str, source: str, **server: str) -> Path | None:
+        config = parse_config(MINIMAL, source, {})
+        config = config.model_copy(
+            update={"database_url": database_url, "server": config.server.model_copy(update=server)}
+        )
+        return Settings(config, source=source, environ={}).journal_dir
+
+    assert journal_dir("sqlite+aiosqlite:///./tollgate.db", "<bundled>") == Path("journal")
+    assert journal_dir(f"sqlite+aiosqlite:///{tmp_path}/db/t.db", "<bundled>") == tmp_path / "db" / "journal"
+    assert journal_dir("sqlite+aiosqlite://", "<bundled>") is None  # in memory: nothing outlives the process
+    config_file = tmp_path / "conf" / "tollgate.yaml"
+    config_file.parent.mkdir()
+    config_file.write_text(MINIMAL)
+    pg = "postgresql+asyncpg://u@db/tollgate"
+    assert journal_dir(pg, str(config_file)) == tmp_path / "conf" / "journal"
+    assert journal_dir(pg, "<bundled>") == Path("journal")
+    assert journal_dir(pg, str(config_file), journal_dir=str(tmp_path / "j")) == tmp_path / "j"
+    assert journal_dir(pg, str(config_file), journal_dir="") is None

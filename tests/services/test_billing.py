@@ -4,6 +4,7 @@ the one row of a request made of several model calls (``merged_row``, ``UsageCol
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -221,3 +222,20 @@ def test_an_llm_batch_counts_each_call_against_the_allowance_and_leaves_one_row(
         assert row.cost == (row.prompt_tokens - 10) * PROMPT + row.completion_tokens * COMPLETION
         assert gw.balance() == 10 - row.cost
         assert free_remaining(gw, key) == 0
+
+
+def test_admission_waits_while_the_usage_writer_is_over_its_limit(tmp_path: Path, sim: SimServer) -> None:
+    """Back-pressure: past ``usage_queue_limit`` waiting rows, a new request waits at admission until the
+    writer has flushed; nothing is dropped."""
+    with Gateway(tmp_path, sim.base_url, usage_queue_limit=3, usage_flush_interval=3.0) as gw:
+        key = gw.create_key()
+        for _ in range(3):
+            ask(gw, key, 10, 5)
+        health = httpx.get(gw.server.url + "/healthz", timeout=10).json()
+        assert health["usage_rows_pending"] == 3 and health["usage_backpressure"] is True
+        began = time.monotonic()
+        ask(gw, key, 10, 5)
+        assert time.monotonic() - began > 1.0, "the fourth request waited for the flush"
+        rows = gw.usage_rows(expect=4)
+        assert len(rows) == 4 and {r.status for r in rows} == {200}
+        assert gw.balance() == 10 - sum(r.cost for r in rows)
