@@ -19,7 +19,7 @@ from tests.support.memory_storage import MemoryStorage
 from tests.support.pg_proxy import CommitCutter
 from tollgate.accounts.balances import BalanceLedger
 from tollgate.accounts.journal import REJECTED_FILE, Journal
-from tollgate.accounts.usage import UsageWriter
+from tollgate.accounts.usage import UsageWriter, refused
 from tollgate.storage import SqlStorage, open_storage
 from tollgate.storage.base import UsageRow
 
@@ -448,3 +448,22 @@ async def test_lost_commit_acknowledgements_neither_wedge_the_writer_nor_bill_tw
         await proxied.close()
         await direct.close()
         await cutter.close()
+
+
+def test_only_failures_of_the_rows_themselves_count_as_refused() -> None:
+    class PgError(Exception):
+        def __init__(self, sqlstate: str) -> None:
+            self.sqlstate = sqlstate
+
+    def dbapi(sqlstate: str) -> sa.exc.DBAPIError:
+        return sa.exc.DBAPIError("INSERT", None, PgError(sqlstate))
+
+    assert refused(dbapi("22021"))  # a NUL byte
+    assert refused(dbapi("23505"))  # a duplicate key
+    assert refused(ValueError("no surrogates"))
+    assert not refused(dbapi("40P01"))  # a deadlock: retry as it is
+    assert not refused(dbapi("57P01"))  # the server is shutting down
+    assert not refused(sa.exc.OperationalError("COMMIT", None, PgError("")))
+    assert not refused(sa.exc.DBAPIError("COMMIT", None, PgError(""), connection_invalidated=True))
+    assert not refused(ConnectionResetError())
+    assert not refused(RuntimeError("a defect: retried, not set aside"))

@@ -114,7 +114,9 @@ class Journal:
         self._unsynced = 0  # records appended since the last fdatasync began
         self._new_files = False  # a segment was created since the directory was last synced
         self.last_sync = time.time()
-        self.errors = 0  # appends that failed (full disk): those rows are only in memory until written
+        self.errors = (
+            0  # appends or fsyncs that failed (a full disk): such rows are in memory only until written
+        )
 
     # this process's journal -----------------------------------------------------------------------------
     def open(self) -> None:
@@ -210,6 +212,9 @@ class Journal:
         try:
             await asyncio.to_thread(_sync_files, fds, self.directory if directory else None)
             self.last_sync = began
+        except OSError as exc:
+            self.errors += 1
+            log.error("usage journal fsync failed: %s", exc)
         finally:
             self._syncing = None
             if self._unsynced and self._lock_fd is not None:
@@ -222,7 +227,8 @@ class Journal:
             "bytes": sum(s.size for s in self._segments),
             "open_requests": len(self._held),
             "unsynced_records": self._unsynced,
-            "append_errors": self.errors,
+            "seconds_since_fsync": round(time.time() - self.last_sync, 3),
+            "errors": self.errors,
         }
 
     async def close(self, *, clean: bool) -> None:

@@ -39,11 +39,22 @@ log = logging.getLogger("tollgate.usage")
 _TRANSIENT = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError, OSError, TimeoutError)
 
 
+# PostgreSQL error classes that say nothing about the rows: connection, transaction rollback (deadlock,
+# serialization), insufficient resources, operator intervention (shutdown), system errors.
+_TRANSIENT_SQLSTATES = ("08", "40", "53", "57", "58")
+
+
 def refused(exc: BaseException) -> bool:
     """The database (or its driver) refused the rows themselves: a constraint, a value it cannot take. Any
-    other failure (connection lost, timeout, database down) is retried with the batch as it is."""
+    other failure (connection lost, timeout, deadlock, database down) is retried with the batch as it is."""
     if isinstance(exc, _TRANSIENT) or getattr(exc, "connection_invalidated", False):
         return False
+    cause: BaseException | None = getattr(exc, "orig", None)
+    while cause is not None:
+        state = getattr(cause, "sqlstate", None)
+        if isinstance(state, str) and state.startswith(_TRANSIENT_SQLSTATES):
+            return False
+        cause = cause.__cause__
     return isinstance(exc, (StatementError, ValueError, TypeError, OverflowError))
 
 
