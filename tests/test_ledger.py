@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import signal
 import sys
 import urllib.request
@@ -156,6 +157,16 @@ async def _create_key(db_url: str, account: str, balance: Decimal) -> str:
         await store.close()
 
 
+async def _account_id(db_url: str, name: str) -> str:
+    store: SqlStorage = open_storage(db_url)
+    try:
+        acct = await store.find_account(name)
+        assert acct is not None
+        return acct.id
+    finally:
+        await store.close()
+
+
 async def _balance(db_url: str, name: str) -> Decimal:
     store: SqlStorage = open_storage(db_url)
     try:
@@ -166,14 +177,21 @@ async def _balance(db_url: str, name: str) -> Decimal:
         await store.close()
 
 
-def test_kill_9_under_load_loses_no_row_of_an_answered_request(tmp_path: Path, sim: SimServer) -> None:
-    db_url = f"sqlite+aiosqlite:///{tmp_path / 'tollgate.db'}"
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_kill_9_under_load_loses_no_row_of_an_answered_request(
+    request: pytest.FixtureRequest, tmp_path: Path, sim: SimServer, database: str
+) -> None:
+    if database == "sqlite":
+        db_url = f"sqlite+aiosqlite:///{tmp_path / 'tollgate.db'}"
+    else:
+        db_url = pg_url(request.getfixturevalue("pg_database"))
+    account = "load-" + secrets.token_hex(4)
     config_path = tmp_path / "tollgate.yaml"
     # A slow flush, so that many answered rows wait for the database when the process dies.
     config_path.write_text(yaml.safe_dump(gateway_config(sim.base_url, db_url, usage_flush_interval=5.0)))
     first = Replica(config_path, tmp_path / "first.log")
     first.wait_ready()
-    key = run(_create_key(db_url, "load", Decimal(100)))
+    key = run(_create_key(db_url, account, Decimal(100)))
     load = Load(first.url, key, clients=24)
 
     async def go() -> None:
@@ -194,13 +212,14 @@ def test_kill_9_under_load_loses_no_row_of_an_answered_request(tmp_path: Path, s
     second = Replica(config_path, tmp_path / "second.log")
     try:
         second.wait_ready()  # the dead process's journal is replayed before it serves
-        rows = run(_rows(db_url))
+        account_id = run(_account_id(db_url, account))
+        rows = [r for r in run(_rows(db_url)) if r.account_id == account_id]
         by_id: dict[str, list[UsageRow]] = {}
         for r in rows:
             by_id.setdefault(r.request_id, []).append(r)
         lost = (load.answered | load.streams_begun) - set(by_id)
         sys.stderr.write(
-            f"kill -9 under load: {len(load.answered)} answered, {len(load.streams_begun)} streams begun, "
+            f"kill -9 under load ({database}): {len(load.answered)} answered, {len(load.streams_begun)} streams begun, "
             f"{len(missing_at_kill)} answered rows not in the database at the kill, {len(lost)} lost after restart\n"
         )
         assert missing_at_kill, (
@@ -211,7 +230,7 @@ def test_kill_9_under_load_loses_no_row_of_an_answered_request(tmp_path: Path, s
         restarted = [r for r in rows if r.error_code == "GATEWAY_RESTARTED"]
         assert restarted, "streams in flight at the kill are billed for what was sent"
         assert all(r.stream and r.estimated and r.status == 499 and r.cost > 0 for r in restarted)
-        balance = run(_balance(db_url, "load"))
+        balance = run(_balance(db_url, account))
         assert balance == Decimal(100) - sum((r.cost for r in rows), Decimal(0))
         assert healthz(second.url)["journal"]["segments"] <= 1
         leftover = [p.name for p in (tmp_path / "journal").iterdir() if not p.name.startswith(".")]
