@@ -114,9 +114,8 @@ class Journal:
         self._unsynced = 0  # records appended since the last fdatasync began
         self._new_files = False  # a segment was created since the directory was last synced
         self.last_sync = time.time()
-        self.errors = (
-            0  # appends or fsyncs that failed (a full disk): such rows are in memory only until written
-        )
+        # Appends or fsyncs that failed (a full disk, say): such rows are in memory only until written.
+        self.errors = 0
 
     # this process's journal -----------------------------------------------------------------------------
     def open(self) -> None:
