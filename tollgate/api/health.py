@@ -12,6 +12,14 @@ from tollgate.api.http import json_response
 
 async def healthz(request: Request) -> Response:
     writer = request.app.state.writer
+    uncharged = request.app.state.ledger.uncharged.to_json()  # costs beyond balance + grace (balances.py)
     return json_response(
-        orjson.dumps({"status": "ok", "version": __version__, "usage_rows_pending": writer.pending})
+        orjson.dumps(
+            {
+                "status": "ok",
+                "version": __version__,
+                "usage_rows_pending": writer.pending,
+                "uncharged": uncharged,
+            }
+        )
     )
