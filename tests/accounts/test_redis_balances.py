@@ -241,3 +241,17 @@ async def test_a_settle_that_times_out_is_retried_and_counted_once(own_redis: Re
     values = await client.hmget("t:bal:" + ACCT, ["charged", "reserved"])
     assert [from_units(int(v)) for v in values] == [D("0.25"), D(0)]
     await client.aclose()
+
+
+async def test_reconcile_heals_a_reserved_amount_that_no_reservation_holds(redis: tuple[Redis, str]) -> None:
+    client, prefix = redis
+    a, b = replicas(storage_with("1"), redis)
+    held = await a.reserve(ACCT, D("0.25"))
+    # 0.048 reserved with no entry behind it: what a hash from before reservations had deadlines kept.
+    await client.hincrby(prefix + "bal:" + ACCT, "reserved", to_units(D("0.048")))
+    await b.reconcile(lock=False)
+    assert (await state(redis))["reserved"] == D("0.25"), "the open reservation stays, the stuck amount goes"
+    a.settle(held, D("0.25"))
+    await a.drain()
+    await b.reserve(ACCT, D("0.75"))
+    await b.drain()

@@ -139,12 +139,18 @@ return 1
 
 # KEYS: bal, res, exp, fly, replicas. ARGV: ms after which a silent replica counts as gone.
 # Reconciliation's first read: {1, charged, the in-flight units of live replicas} (or {0} with no hash);
-# the in-flight entries of replicas gone silent are dropped.
+# the in-flight entries of replicas gone silent are dropped, and ``reserved`` is set to the sum of the
+# reservations actually held (healing any drift, e.g. a hash from before reservations had entries).
 SNAPSHOT = (
     _PRELUDE
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0, '0', 0} end
 sweep(KEYS[1], KEYS[2], KEYS[3])
+local held = 0
+for _, u in ipairs(redis.call('HVALS', KEYS[2])) do
+  if u ~= 't' then held = held + tonumber(u) end
+end
+redis.call('HSET', KEYS[1], 'reserved', string.format('%d', held))
 local total = 0
 local f = redis.call('HGETALL', KEYS[4])
 for i = 1, #f, 2 do
