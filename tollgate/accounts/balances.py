@@ -109,9 +109,11 @@ class BalanceLedger:
         reservation.open = False
         acct = self._accounts[reservation.account_id]
         acct.reserved -= reservation.amount
-        charged = min(cost, max(acct.available + self._grace, Decimal(0)))
-        if charged < cost:
-            self.uncharged.add(reservation.account_id, cost - charged)
+        charged = cost
+        if cost > reservation.amount:  # within it, the reservation kept the cost available
+            charged = min(cost, max(acct.available + self._grace, Decimal(0)))
+            if charged < cost:
+                self.uncharged.add(reservation.account_id, cost - charged)
         acct.unflushed += charged
         return charged
 

@@ -169,7 +169,8 @@ class RedisBalanceLedger(BalanceLedger):
         self._add_in_flight(account_id, units)  # the most it may charge, until Redis answers
         try:
             status, answer = (int(x) for x in await self._settle_call(reservation, units, cap=True)())
-            charged = answer if status == 1 else units
+            # 1: Redis charged ``answer``; else it kept no account of it: what the reservation surely covers.
+            charged = answer if status == 1 else min(units, to_units(reservation.amount))
         except RedisError:
             # Unknown: charge what the reservation surely covers; Redis gets it (or the first call) later.
             charged = to_units(min(cost, reservation.amount))
