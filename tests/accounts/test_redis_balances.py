@@ -255,3 +255,23 @@ async def test_reconcile_heals_a_reserved_amount_that_no_reservation_holds(redis
     await a.drain()
     await b.reserve(ACCT, D("0.75"))
     await b.drain()
+
+
+async def test_a_reserve_cancelled_while_redis_stalls_is_released_afterwards(own_redis: RedisServer) -> None:
+    client = open_redis(own_redis.url, timeout=5)
+    ledger = RedisBalanceLedger(storage_with("1"), D(0), client, "t:", retry_window=10)
+    await ledger.settle_excess(await ledger.reserve(ACCT, D("0.1")), D(0))
+    own_redis.pause()
+    try:
+        call = asyncio.ensure_future(ledger.reserve(ACCT, D("0.9")))
+        await asyncio.sleep(0.2)  # the call is out, Redis has not answered
+        call.cancel()  # e.g. the client went away
+        with pytest.raises(asyncio.CancelledError):
+            await call
+    finally:
+        own_redis.resume()
+    await ledger.drain()
+    await asyncio.sleep(0.1)
+    assert from_units(int(await client.hget("t:bal:" + ACCT, "reserved") or 0)) == 0
+    await ledger.reserve(ACCT, D("1"))
+    await client.aclose()
