@@ -193,12 +193,16 @@ def test_an_over_reporting_upstream_cannot_push_an_account_past_its_grace(
         acct = c.account("overreport")
 
         async def fire() -> list[int]:
-            # Admission counts ~20 prompt tokens; the upstream reports 5,000 for each (0.005 at the price).
+            # Admission counts ~20 prompt tokens; the upstream reports 5,000 for each (0.005 at the price);
+            # half the requests stream.
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
                 sim_opts = {"prompt_tokens": 5000, "latency_ms": 200}
                 return list(
                     await asyncio.gather(
-                        *(post(session, c.urls[i % 2], key, max_tokens=5, sim=sim_opts) for i in range(300))
+                        *(
+                            post(session, c.urls[i % 2], key, max_tokens=5, stream=i % 4 > 1, sim=sim_opts)
+                            for i in range(300)
+                        )
                     )
                 )
 
