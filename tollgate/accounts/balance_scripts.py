@@ -10,7 +10,7 @@ Keys of one account (``{p}`` the configured prefix, ``a`` the account id):
   ``replica:n`` -> the sequence number of that value (a newer value is never overwritten by an older one).
 
 and of the deployment: ``{p}bal-replicas`` zset (replica -> last heartbeat, ms) and ``{p}bal-accounts``
-set (every account with a hash, for reconciliation).
+zset (account -> its last reservation, ms: the accounts reconciliation looks at).
 
 Every script that touches a reservation first *sweeps*: it releases up to 100 reservations past their
 deadline, so money nobody holds any more (a killed replica, a call that timed out) comes back.
@@ -43,12 +43,13 @@ local function set_in_flight(fly, replica, seq, units)
 end
 """
 
-# KEYS: bal, res, exp. ARGV: amount, grace, id, hold (ms).
+# KEYS: bal, res, exp, accounts. ARGV: amount, grace, id, hold (ms), account id.
 # Returns {1 admitted / 0 refused / -1 no hash yet / 2 id already released, available before}.
 RESERVE = (
     _PRELUDE
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end
+redis.call('ZADD', KEYS[4], now, ARGV[5])
 sweep(KEYS[1], KEYS[2], KEYS[3])
 if redis.call('HEXISTS', KEYS[2], ARGV[3]) == 1 then return {2, 0} end
 local v = redis.call('HMGET', KEYS[1], 'credit', 'charged', 'reserved')
@@ -115,7 +116,8 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
     if u ~= 't' then redis.call('HINCRBY', KEYS[1], 'reserved', u) end
   end
 end
-redis.call('SADD', KEYS[4], ARGV[3])
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[4], tonumber(t[1]) * 1000, ARGV[3])
 return 1
 """
 

@@ -27,10 +27,11 @@ waiting (the reservation kept that much available); a cost above it is settled w
 **Reconciliation.** ``charged`` can drift from the database (a settle that never reached Redis, rows lost
 in a crash). Each replica publishes, with its heartbeat and in every settle, its *in-flight* units per
 account: costs settled and not yet flushed, exact from its own memory, newest value winning. Every
-``reconcile_interval`` one replica (a ``SET NX PX`` lock) sets, per account, ``charged`` = database
-``spent`` + Σ in-flight of live replicas; the in-flight values are read *before* the database, so a flush
-in between is counted twice for one interval rather than not at all, and the correction is applied as a
-difference so settles in between are kept. A replica silent for ``DEAD_AFTER`` seconds counts as gone.
+``reconcile_interval`` one replica (a ``SET NX PX`` lock) sets, for each account that reserved in the last
+``ACTIVE_WINDOW`` seconds, ``charged`` = database ``spent`` + Σ in-flight of live replicas; the in-flight
+values are read *before* the database, so a flush in between is counted twice for one interval rather than
+not at all, and the correction is applied as a difference so settles in between are kept. ``reserved`` is
+set to the reservations actually held. A replica silent for ``DEAD_AFTER`` seconds counts as gone.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ log = logging.getLogger("tollgate.balances")
 
 HEARTBEAT = 1.0  # seconds between a replica's heartbeats (its in-flight units)
 DEAD_AFTER = 15.0  # a replica silent this long no longer counts in reconciliation
+ACTIVE_WINDOW = 600  # seconds: reconciliation looks at the accounts that reserved within it (the
+# others are looked at again from their next reservation on)
 
 
 class RedisBalanceLedger(BalanceLedger):
@@ -125,12 +128,13 @@ class RedisBalanceLedger(BalanceLedger):
         units = to_units(amount)
         keys = self._keys(account_id)
         rid = f"{self.replica}:{next(self._ids)}"
-        args: list[int | str] = [units, self._grace_units, rid, self._hold_ms]
+        args: list[int | str] = [units, self._grace_units, rid, self._hold_ms, account_id]
         try:
-            admitted, available = (int(x) for x in await self._reserve(keys=keys, args=args))
+            call = [*keys, self._root + "bal-accounts"]
+            admitted, available = (int(x) for x in await self._reserve(keys=call, args=args))
             if admitted == -1:
                 await self._create(account_id)
-                admitted, available = (int(x) for x in await self._reserve(keys=keys, args=args))
+                admitted, available = (int(x) for x in await self._reserve(keys=call, args=args))
             if admitted == 2:
                 raise RedisError("the reservation was released before it was made")
         except RedisError as exc:
@@ -288,7 +292,11 @@ class RedisBalanceLedger(BalanceLedger):
             if not await self._redis.set(self._root + "bal-reconcile", self.replica, nx=True, px=ms):
                 return {}
         fixed: dict[str, Decimal] = {}
-        async for raw in self._redis.sscan_iter(self._root + "bal-accounts", count=200):
+        seconds, _ = await self._redis.time()
+        since = (seconds - ACTIVE_WINDOW) * 1000
+        accounts = self._root + "bal-accounts"
+        await self._redis.zremrangebyscore(accounts, "-inf", f"({since}")
+        for raw in await self._redis.zrangebyscore(accounts, since, "+inf"):
             account_id = raw.decode() if isinstance(raw, bytes) else str(raw)
             keys = [*self._keys(account_id), self._fly(account_id), self._root + "bal-replicas"]
             exists, charged, in_flight = await self._snapshot(keys=keys, args=[int(DEAD_AFTER * 1000)])
