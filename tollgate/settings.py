@@ -218,6 +218,12 @@ class ServerConfig(_Strict):
     default_tier: str | None = None
     tiers: dict[str, TierConfig] = Field(default_factory=default_tiers)
     redis_prefix: str = "tollgate:"
+    # Redis: every call's socket timeout (a stalled Redis refuses with 503 after this long); how long past
+    # upstream_timeout a balance reservation nobody settled is kept; how often Redis's charged amounts are
+    # reconciled with the database.
+    redis_timeout: float = Field(default=2.0, gt=0)
+    reservation_margin: float = Field(default=30.0, gt=0)
+    reconcile_interval: float = Field(default=10.0, gt=0)
     # Tokens each account may use free every UTC month (0: none); past it, normal prices.
     free_tokens_per_month: int = Field(default=0, ge=0)
     # Response cache (deterministic requests only): TTL from the key's tier, else ``cache_ttl``.

@@ -99,13 +99,34 @@ async def test_settle_twice_counts_once() -> None:
     assert ledger.available(ACCT) == D("0.8")
 
 
-async def test_settle_may_cost_more_than_reserved() -> None:
+async def test_a_cost_above_the_reservation_is_charged_while_the_balance_covers_it() -> None:
     ledger = BalanceLedger(storage_with("1"), grace=D(0))
     reservation = await ledger.reserve(ACCT, D("0.1"))
-    ledger.settle(reservation, D("1.5"))
-    assert ledger.available(ACCT) == D("-0.5")
+    assert ledger.settle(reservation, D("0.7")) == D("0.7")
+    assert ledger.available(ACCT) == D("0.3")
+    assert ledger.uncharged.amount == 0
+
+
+async def test_a_cost_past_the_grace_is_charged_only_down_to_minus_the_grace() -> None:
+    ledger = BalanceLedger(storage_with("1"), grace=D("0.2"))
+    reservation = await ledger.reserve(ACCT, D("0.1"))
+    assert ledger.settle(reservation, D("1.5")) == D("1.2")
+    assert ledger.available(ACCT) == D("-0.2")
+    assert (ledger.uncharged.amount, ledger.uncharged.requests) == (D("0.3"), 1)
+    assert ledger.uncharged.by_account == {ACCT: D("0.3")}
     with pytest.raises(InsufficientBalanceError):
-        await ledger.reserve(ACCT, D(0))
+        await ledger.reserve(ACCT, D("0.0000000001"))
+
+
+async def test_concurrent_over_reported_costs_never_pass_the_grace_and_spare_honest_requests() -> None:
+    ledger = BalanceLedger(storage_with("1"), grace=D("0.1"))
+    honest = await ledger.reserve(ACCT, D("0.3"))
+    greedy = [await ledger.reserve(ACCT, D("0.1")) for _ in range(8)]
+    charged = [ledger.settle(r, D("5")) for r in greedy]  # each upstream reports 50 x what was reserved
+    # The honest request's reservation was never eaten into: it is charged in full.
+    assert ledger.settle(honest, D("0.3")) == D("0.3")
+    assert sum(c for c in charged if c is not None) == D("0.8")
+    assert ledger.available(ACCT) == D("-0.1")
 
 
 async def test_flushed_moves_cost_from_unflushed_into_the_balance() -> None:

@@ -239,3 +239,55 @@ def test_admission_waits_while_the_usage_writer_is_over_its_limit(tmp_path: Path
         rows = gw.usage_rows(expect=4)
         assert len(rows) == 4 and {r.status for r in rows} == {200}
         assert gw.balance() == 10 - sum(r.cost for r in rows)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_over_reporting_upstream_cannot_take_an_account_past_its_grace(
+    tmp_path: Path, sim: SimServer, stream: bool
+) -> None:
+    """200 concurrent requests on one process, each reported at 5,000 prompt tokens where admission
+    counted ~25: the balance ends at >= -grace exactly, rows keep the reported tokens, the shortfall is
+    in /healthz (before settling capped the cost: -0.12826, 1,282.6 x the grace of 0.0001)."""
+    import asyncio
+
+    import aiohttp
+
+    grace = Decimal("0.0001")
+    with Gateway(tmp_path, sim.base_url, grace_buffer=str(grace)) as gw:
+        key = gw.create_key(balance="0.002")
+        body = {
+            "model": "sim-small",
+            "messages": [{"role": "user", "content": "hello"}],
+            "max_tokens": 5,
+            "stream": stream,
+            "sim": {"prompt_tokens": 5000, "latency_ms": 100},
+        }
+
+        async def fire() -> list[int]:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+                async def one() -> int:
+                    async with session.post(
+                        gw.base_url + "/chat/completions",
+                        json=body,
+                        headers={"Authorization": f"Bearer {key}"},
+                    ) as resp:
+                        await resp.read()
+                        return resp.status
+
+                return list(await asyncio.gather(*(one() for _ in range(200))))
+
+        statuses = run(fire())
+        assert set(statuses) <= {200, 402} and statuses.count(200) > 1, statuses
+        rows = gw.usage_rows(expect=200)
+        served = [r for r in rows if r.status == 200]
+        assert len(rows) == 200 and all(r.prompt_tokens == 5000 for r in served)
+        balance = gw.balance()
+        assert balance >= -grace, f"balance {balance}: {-balance / grace:.1f} x the grace"
+        assert balance == Decimal("0.002") - sum((r.cost for r in rows), Decimal(0))
+        reported = sum(
+            (r.prompt_tokens * PROMPT + r.completion_tokens * COMPLETION for r in served), Decimal(0)
+        )
+        uncharged = httpx.get(gw.server.url + "/healthz").json()["uncharged"]
+        assert Decimal(uncharged["amount"]) == reported - (Decimal("0.002") - balance)
+        assert uncharged["requests"] >= 1

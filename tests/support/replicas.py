@@ -95,6 +95,7 @@ class Cluster:
         **server: Any,
     ) -> None:
         self.db_url = db_url
+        self.prefix = prefix
         config = gateway_config(sim_base_url, db_url, redis_prefix=prefix, **server)
         config["redis_url"] = redis_url
         self.config_path = tmp / "replicas.yaml"

@@ -33,11 +33,20 @@ class AccountState:
             await self.redis.aclose()
 
 
-def open_redis(url: str, max_connections: int = 64) -> Redis:
-    """A client whose pool waits for a free connection under load (the default pool raises instead)."""
+def open_redis(url: str, max_connections: int = 64, timeout: float = 2.0) -> Redis:
+    """A client whose pool waits for a free connection under load (the default pool raises instead), at
+    most ``timeout`` seconds, which is also every call's socket timeout: a stalled Redis is an error
+    (503 to the client), not a request held forever."""
     from redis.asyncio import BlockingConnectionPool, Redis
 
-    return Redis.from_pool(BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=30))
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=timeout,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+    )
+    return Redis.from_pool(pool)
 
 
 def open_account_state(settings: Settings, storage: Storage) -> AccountState:
@@ -46,8 +55,16 @@ def open_account_state(settings: Settings, storage: Storage) -> AccountState:
     if not settings.redis_url:
         allowance = LocalAllowance(storage, free) if free else None
         return AccountState(BalanceLedger(storage, server.grace_buffer), LocalRateLimiter(), None, allowance)
-    redis = open_redis(settings.redis_url)
-    ledger = RedisBalanceLedger(storage, server.grace_buffer, redis, server.redis_prefix)
+    redis = open_redis(settings.redis_url, timeout=server.redis_timeout)
+    ledger = RedisBalanceLedger(
+        storage,
+        server.grace_buffer,
+        redis,
+        server.redis_prefix,
+        hold=server.upstream_timeout + server.reservation_margin,
+        retry_window=server.reservation_margin / 2,
+        reconcile_interval=server.reconcile_interval,
+    )
     slot_ttl = int(server.upstream_timeout) + 60
     shared = RedisAllowance(storage, free, redis, server.redis_prefix) if free else None
     return AccountState(ledger, RedisRateLimiter(redis, server.redis_prefix, slot_ttl), redis, shared)

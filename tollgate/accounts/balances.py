@@ -7,15 +7,28 @@ each operation is atomic without locks.
 
 ``available = db_balance - unflushed - reserved``; a reservation is refused when it would take
 ``available`` below ``-grace``.
+
+**Grace holds whatever the upstream reports.** Admission can only estimate a request's cost; an upstream
+may report more (images, tools, or simply more tokens than sent). Settling charges the cost in full up to
+what the request reserved (always possible: its reservation kept that much available), and beyond that only
+as far as ``available`` stays at or above ``-grace``; the rest is not charged, the usage row's cost is what
+was charged, and the shortfall is counted in ``uncharged`` (shown by ``/healthz``). So concurrent requests
+of one account, whatever their upstreams report, never take it below ``-grace``.
+
+Reservations live in memory: nothing survives a restart, and every path of a request (success, failure,
+cancellation) settles its reservation exactly once (``Reservation.open``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from tollgate.errors import InsufficientBalanceError
 from tollgate.storage.base import Storage
+
+log = logging.getLogger("tollgate.balances")
 
 
 @dataclass(slots=True)
@@ -34,6 +47,29 @@ class Reservation:
     account_id: str
     amount: Decimal
     open: bool = True
+    id: str = ""  # names the reservation in Redis (``RedisBalanceLedger``)
+
+
+@dataclass(slots=True)
+class Uncharged:
+    """Costs reported by upstreams that the accounts could not cover within the grace buffer."""
+
+    amount: Decimal = Decimal(0)
+    requests: int = 0
+    by_account: dict[str, Decimal] = field(default_factory=dict)
+
+    def add(self, account_id: str, amount: Decimal) -> None:
+        self.amount += amount
+        self.requests += 1
+        self.by_account[account_id] = self.by_account.get(account_id, Decimal(0)) + amount
+        log.warning(
+            "account %s: %s of a request's reported cost not charged (beyond its balance and grace buffer)",
+            account_id,
+            f"{amount.normalize():f}",
+        )
+
+    def to_json(self) -> dict[str, str | int]:
+        return {"amount": f"{self.amount.normalize():f}", "requests": self.requests}
 
 
 class BalanceLedger:
@@ -41,6 +77,7 @@ class BalanceLedger:
         self._storage = storage
         self._grace = grace
         self._accounts: dict[str, _Account] = {}
+        self.uncharged = Uncharged()
 
     async def _load(self, account_id: str) -> _Account:
         acct = self._accounts.get(account_id)
@@ -60,14 +97,31 @@ class BalanceLedger:
         acct.reserved += amount
         return Reservation(account_id, amount)
 
-    def settle(self, reservation: Reservation, cost: Decimal) -> None:
-        """Release the reservation and hold the actual cost until the usage writer flushes it."""
+    def settle(self, reservation: Reservation, cost: Decimal) -> Decimal | None:
+        """Release the reservation and charge the cost, held until the usage writer flushes it; returns
+        what was charged: ``cost``, or less when it would take the account below ``-grace`` (see the
+        module's docstring). A reservation settles once; settling it again charges nothing.
+
+        ``None`` only from a ledger whose state is shared (Redis): the cost exceeds the reservation and
+        only the shared state can say how much of it the account covers; ``settle_excess`` says."""
         if not reservation.open:
-            return
+            return Decimal(0)
         reservation.open = False
         acct = self._accounts[reservation.account_id]
         acct.reserved -= reservation.amount
-        acct.unflushed += cost
+        charged = cost
+        if cost > reservation.amount:  # within it, the reservation kept the cost available
+            charged = min(cost, max(acct.available + self._grace, Decimal(0)))
+            if charged < cost:
+                self.uncharged.add(reservation.account_id, cost - charged)
+        acct.unflushed += charged
+        return charged
+
+    async def settle_excess(self, reservation: Reservation, cost: Decimal) -> Decimal:
+        """``settle`` for a cost above the reservation, when ``settle`` returned ``None``."""
+        charged = self.settle(reservation, cost)
+        assert charged is not None
+        return charged
 
     def flushed(self, debits: dict[str, Decimal]) -> None:
         """The writer committed these debits: move them from ``unflushed`` into the known balance."""

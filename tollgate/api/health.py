@@ -13,6 +13,7 @@ from tollgate.api.http import json_response
 async def healthz(request: Request) -> Response:
     writer = request.app.state.writer
     journal = writer.journal
+    uncharged = request.app.state.ledger.uncharged.to_json()  # costs beyond balance + grace (balances.py)
     return json_response(
         orjson.dumps(
             {
@@ -22,6 +23,7 @@ async def healthz(request: Request) -> Response:
                 "usage_rows_rejected": writer.rejected,
                 "usage_backpressure": not writer.has_room,
                 "journal": journal.state() if journal is not None else None,
+                "uncharged": uncharged,
             }
         )
     )

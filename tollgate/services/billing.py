@@ -9,6 +9,10 @@ settles: the part within the allowance is free, so the reservation (taken at the
 cost of the rest, and the usage row carries that cost. Counting may need Redis, so ``finish`` then settles in
 a task of its own (``drain`` waits for those at shutdown, before the usage writer stops).
 
+Settling charges the actual cost, capped so the account never goes below ``-grace`` whatever an upstream
+reports (``accounts/balances.py``); the row's cost is what was charged. On Redis, a cost above what the
+request reserved needs Redis's answer first, so that row too is written from a task once it came.
+
 A request made of several model calls (an LLM classification batch: one call per text) gives each call a
 context whose ``rows`` collector takes the call's row instead of the writer; each call is still admitted
 and settled on its own. ``finish_collected`` then writes the request's one row, merged by ``merged_row``.
@@ -203,8 +207,9 @@ class Billing:
         u = usage or Usage()
         tokens = u.prompt_tokens + u.completion_tokens
         free_counted = self.allowance is not None and ctx.principal is not None and tokens > 0
+        charged: Decimal | None = cost
         if reservation is not None and not free_counted:
-            self.ledger.settle(reservation, cost)
+            charged = self.ledger.settle(reservation, cost)
         if ctx.grant is not None:
             self.limiter.settle(ctx.grant, u.prompt_tokens + u.completion_tokens)
         row = UsageRow(
@@ -219,15 +224,17 @@ class Billing:
             completion_tokens=u.completion_tokens,
             cached_tokens=u.cached_tokens,
             reasoning_tokens=u.reasoning_tokens,
-            cost=cost,
+            cost=cost if charged is None else charged,
             estimated=u.estimated,
             cached=cached,
             attempts=attempts,
             ttft_ms=ttft_ms,
         )
-        if free_counted:
+        if free_counted or charged is None:
             task = asyncio.get_running_loop().create_task(
                 self._settle_free(row, u, pricing, reservation, ctx.rows)
+                if free_counted
+                else self._settle_excess(row, reservation, ctx.rows)
             )
             self._tasks.add(task)
             task.add_done_callback(self._done)
@@ -268,13 +275,26 @@ class Billing:
                 row = dataclasses.replace(row, cost=cost_of(billable(usage, free), pricing))
         finally:
             if reservation is not None:
-                self.ledger.settle(reservation, row.cost)
+                charged = self.ledger.settle(reservation, row.cost)
+                if charged is None:
+                    charged = await self.ledger.settle_excess(reservation, row.cost)
+                row = dataclasses.replace(row, cost=charged)
+            self._emit(row, rows)
+
+    async def _settle_excess(
+        self, row: UsageRow, reservation: Reservation | None, rows: UsageCollector | None
+    ) -> None:
+        """A cost above the reservation on a shared ledger: the row carries what the account covered."""
+        assert reservation is not None
+        try:
+            row = dataclasses.replace(row, cost=await self.ledger.settle_excess(reservation, row.cost))
+        finally:
             self._emit(row, rows)
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("free-allowance settle failed", exc_info=task.exception())
+            log.error("deferred settle failed", exc_info=task.exception())
 
     async def drain(self) -> None:
         """Wait for settles still counting against the free allowance (at shutdown, before the writer)."""

@@ -32,6 +32,7 @@ from tollgate.providers.sse import DONE, encode_data, rename_model
 from tollgate.providers.usage import Usage
 from tollgate.routing.auto.chooser import selection_headers
 from tollgate.routing.catalog import Target
+from tollgate.services.admission import prompt_estimate
 from tollgate.services.billing import CLIENT_CLOSED
 from tollgate.services.cache import Lookup, ResponseCache
 from tollgate.services.context import JsonReply, RequestContext, StreamReply
@@ -144,7 +145,7 @@ class CompletionService(Pipeline):
                 hit.headers.update(await self.billing.limit_headers(ctx))
                 return self._logged(ctx, raw, hit)
             max_output = req.max_tokens or targets[0].model.max_output_length
-            reservation = await self.billing.admit(ctx, targets, len(raw) // 3 + 16, max_output)
+            reservation = await self.billing.admit(ctx, targets, prompt_estimate(raw, req.body), max_output)
             reply: JsonReply | StreamReply
             if req.stream:
                 reply = await self._stream(ctx, req, targets, reservation, native)
