@@ -36,7 +36,7 @@ def chat(gw: Gateway, key: str, content: str = "hello", **kw: Any) -> httpx.Resp
 
 
 def test_create_key_returns_the_secret_once_and_the_key_works(gw: Gateway) -> None:
-    owner = gw.create_key()
+    owner = gw.create_key(manager=True)
     created = call(gw, "POST", "/keys", owner, json={"name": "ci", "tier": "developer", "log_inputs": True})
     assert created.status_code == 201
     new = created.json()
@@ -136,7 +136,7 @@ def test_usage_totals_by_day_model_and_key(gw: Gateway) -> None:
 
 
 def test_logs_carry_bodies_only_where_the_key_allowed_them(gw: Gateway) -> None:
-    owner = gw.create_key(account="logged")
+    owner = gw.create_key(account="logged", manager=True)
     logged = call(gw, "POST", "/keys", owner, json={"log_inputs": True, "log_outputs": True}).json()["key"]
     assert chat(gw, logged, "remember me").status_code == 200
     assert chat(gw, owner, "forget me").status_code == 200
@@ -155,7 +155,7 @@ def test_logs_carry_bodies_only_where_the_key_allowed_them(gw: Gateway) -> None:
 
 
 def test_streamed_output_is_logged_as_text(gw: Gateway) -> None:
-    owner = gw.create_key(account="streamer")
+    owner = gw.create_key(account="streamer", manager=True)
     logged = call(gw, "POST", "/keys", owner, json={"log_outputs": True}).json()["key"]
     r = chat(gw, logged, "stream it", stream=True)
     assert r.status_code == 200 and r.text.rstrip().endswith("data: [DONE]")
@@ -198,7 +198,7 @@ def test_admin_key_sees_every_account_and_must_name_one_to_act(gw: Gateway) -> N
 
 
 def test_allowed_models_are_enforced_and_priority_is_kept(gw: Gateway) -> None:
-    owner = gw.create_key()
+    owner = gw.create_key(manager=True)
     made = call(gw, "POST", "/keys", owner, json={"allowed_models": ["sim-fallback"], "priority": "high"})
     assert made.status_code == 201
     body = made.json()
