@@ -21,7 +21,8 @@ A plain key's new key is within its scope when
 
 Fields a plain key leaves out of the request get the default when that is within its scope, and the
 creator's own value where the default would exceed it (a key limited to one model creates keys limited to
-that model). A field it sets beyond its scope is refused with a 403 that names each field and its bound.
+that model; without a ``tier``, the creator's tier and limits). A field it sets beyond its scope is refused
+with a 403 that names each field and its bound.
 """
 
 from __future__ import annotations
@@ -141,12 +142,14 @@ def scoped(given: Mapping[str, Any], creator: KeyRecord | None, server: ServerCo
     assert creator is not None
     parent = settings_of(creator)
     # Fields left out: the creator's own value wherever the default would exceed its scope.
-    if "rate_limits" in excess(wanted, parent, server) and "tier" not in given:
+    # A tier the request names is taken as asked (and refused if it exceeds); without one, the creator's
+    # tier, then its limits as overrides in the dimensions the request left out.
+    if "tier" not in given and "rate_limits" in excess(wanted, parent, server):
         wanted = replace(wanted, tier=parent.tier)
-    have, want = limits(parent, server), limits(wanted, server)
-    for dim in LIMIT_NAMES:
-        if dim not in given and not _at_most(getattr(want, dim), getattr(have, dim)):
-            wanted = replace(wanted, **{dim: getattr(have, dim)})
+        have, want = limits(parent, server), limits(wanted, server)
+        for dim in LIMIT_NAMES:
+            if dim not in given and not _at_most(getattr(want, dim), getattr(have, dim)):
+                wanted = replace(wanted, **{dim: getattr(have, dim)})
     gaps = excess(wanted, parent, server)
     for name in ("allowed_models", "cache", "retention_days", "priority"):
         if name in gaps and name not in given:

@@ -155,13 +155,14 @@ async def list_keys(request: Request) -> Response:
     return json_response(orjson.dumps({"object": "list", "data": [_key_json(k) for k in keys]}))
 
 
-def _opt_int(body: dict[str, Any], name: str, lo: int, hi: int) -> int | None:
+def _opt_int(body: dict[str, Any], name: str, lo: int, hi: int, label: str | None = None) -> int | None:
     v = body.get(name)
     if v is None:
         return None
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        label = label or name
         raise ValidationError(
-            f"'{name}' must be an integer from {lo} to {hi}, or null; got {_echo(v)}.", param=name
+            f"'{label}' must be an integer from {lo} to {hi}, or null; got {_echo(v)}.", param=label
         )
     return v
 
@@ -214,7 +215,7 @@ def _key_settings(body: dict[str, Any], settings: Settings) -> dict[str, Any]:
             )
         for field, (setting, hi) in LIMIT_FIELDS.items():
             if field in limits:
-                out[setting] = _opt_int(limits, field, 1, hi)
+                out[setting] = _opt_int(limits, field, 1, hi, f"rate_limits.{field}")
     for flag in ("cache", "log_inputs", "log_outputs", "manager"):
         if flag in body:
             out[flag] = _opt_bool(body, flag)
