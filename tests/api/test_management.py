@@ -12,10 +12,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.storage.test_sql import pg_database, pg_url, run_in_thread  # noqa: F401  (pg_database: a fixture)
+from tests.support.databases import empty
 from tests.support.gateway import Gateway
 from tollgate.simulator import SimServer
 
@@ -218,27 +217,13 @@ def test_allowed_models_are_enforced_and_priority_is_kept(gw: Gateway) -> None:
 # On SQLite and PostgreSQL ---------------------------------------------------------------------------------
 
 
-async def _empty(url: str) -> None:
-    """Every table of the test database emptied (children first), its schema kept."""
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as conn:
-            meta = sa.MetaData()
-            await conn.run_sync(meta.reflect)
-            for table in reversed(meta.sorted_tables):
-                if table.name != "alembic_version":
-                    await conn.execute(table.delete())
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def both(request: pytest.FixtureRequest, tmp_path: Path, sim: SimServer) -> Iterator[Gateway]:
     """The gateway on a new SQLite file, or on the session's PostgreSQL database emptied."""
     db_url = None
     if request.param == "postgresql":
         db_url = pg_url(request.getfixturevalue("pg_database"))
-        run_in_thread(_empty(db_url))
+        run_in_thread(empty(db_url))
     with Gateway(tmp_path, sim.base_url, admin_key=ADMIN, key_cache_ttl=0.1, db_url=db_url) as g:
         yield g
 
@@ -251,7 +236,7 @@ def shared(
     db_url = None
     if request.param == "postgresql":
         db_url = pg_url(request.getfixturevalue("pg_database"))
-        run_in_thread(_empty(db_url))
+        run_in_thread(empty(db_url))
     with Gateway(tmp_path_factory.mktemp("shared"), sim.base_url, admin_key=ADMIN, db_url=db_url) as g:
         g.manager_key = g.create_key(manager=True)  # type: ignore[attr-defined]
         yield g
