@@ -407,3 +407,15 @@ async def test_overlong_or_foreign_characters_are_refused_without_a_lookup(
     auth = Authenticator(storage)
     assert "not a Tollgate key" in await refused(auth, presented)
     assert storage.calls.get("key_by_prefix", 0) == 0 and auth.invalid_attempts == 1
+
+
+async def test_a_wrong_secret_checked_while_another_key_is_revoked_does_not_shut_out_the_owner() -> None:
+    storage = SlowStorage()
+    owner, other = await stored_key(storage, "owner"), await stored_key(storage, "other")
+    auth = Authenticator(storage, ttl=60.0)
+    probe = asyncio.ensure_future(auth.authenticate(owner.record.prefix + "w" * 43))
+    await asyncio.sleep(0)  # the probe's lookup is under way
+    auth.forget(other.record.prefix)  # a revocation meanwhile keeps that lookup's record out of the cache
+    with pytest.raises(AuthenticationError):
+        await probe
+    assert (await auth.authenticate(owner.secret)).key_id == owner.record.id

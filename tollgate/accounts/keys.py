@@ -227,7 +227,10 @@ class Authenticator:
                 raise AuthenticationError(NO_MATCH)
             fetched, record = await self._lookup(prefix)
             if not _matches(record, digest):
-                self._refuse(prefix, now)
+                # Remembered only with the record it was checked against (not one a ``forget`` kept out of
+                # the cache), so a remembered refusal never shuts out the key's owner.
+                if record is None or prefix in self._records:
+                    self._refuse(prefix, now)
                 raise AuthenticationError(NO_MATCH)
         assert record is not None
         if record.revoked_at is not None:
