@@ -414,7 +414,7 @@ async def test_a_wrong_secret_checked_while_another_key_is_revoked_does_not_shut
     owner, other = await stored_key(storage, "owner"), await stored_key(storage, "other")
     auth = Authenticator(storage, ttl=60.0)
     probe = asyncio.ensure_future(auth.authenticate(owner.record.prefix + "w" * 43))
-    await asyncio.sleep(0)  # the probe's lookup is under way
+    await asyncio.sleep(0.002)  # the probe's lookup is under way
     auth.forget(other.record.prefix)  # a revocation meanwhile keeps that lookup's record out of the cache
     with pytest.raises(AuthenticationError):
         await probe
