@@ -327,6 +327,7 @@ def test_key_settings_at_their_bounds_are_stored(both: Gateway) -> None:
         ("/usage", {"end": str(2**63)}, "end"),
         ("/usage", {"end": "9" * 5000}, "end"),
         ("/usage", {"start": "2026-13-01"}, "start"),
+        ("/usage", {"group_by": "hour" * 10_000}, "group_by"),
     ],
 )
 def test_query_parameters_out_of_bounds_are_400s(

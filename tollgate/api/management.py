@@ -379,7 +379,9 @@ async def get_usage(request: Request) -> Response:
         raise ValidationError("'start' must be before 'end'.", param="start")
     by = request.query_params.get("group_by", "day")
     if by not in GROUPS:
-        raise ValidationError(f"'group_by' must be one of {', '.join(GROUPS)}; got {by!r}.", param="group_by")
+        raise ValidationError(
+            f"'group_by' must be one of {', '.join(GROUPS)}; got {_echo(by)}.", param="group_by"
+        )
     store: Storage = request.app.state.storage
     groups = await store.usage_totals(account_id, since, until, by)
     overall = UsageTotal(
