@@ -1,15 +1,18 @@
-"""tollgate/cli.py: ``tollgate keys list`` shows each key's tier and the limits it adds up to."""
+"""tollgate/cli.py: ``tollgate keys list`` shows each key's tier and the limits it adds up to; ``keys create
+--manager`` makes a key that may create any key."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import httpx
 import yaml
 from typer.testing import CliRunner
 
-from tests.support.gateway import gateway_config
+from tests.support.gateway import Gateway, gateway_config
 from tollgate.cli import app
+from tollgate.simulator import SimServer
 
 
 def config(tmp_path: Path, **server: object) -> str:
@@ -56,3 +59,23 @@ def test_keys_list_says_unlimited_without_any_tier(tmp_path: Path) -> None:
         "tokens_per_minute": None,
         "concurrent_requests": None,
     }
+
+
+def test_keys_create_manager_makes_a_key_that_may_create_any_key(tmp_path: Path, sim: SimServer) -> None:
+    with Gateway(tmp_path, sim.base_url) as gw:
+        made = json.loads(cli("keys", "create", "--manager", "--json", "-c", str(gw.config_path)))
+        plain = json.loads(cli("keys", "create", "--tier", "public", "--json", "-c", str(gw.config_path)))
+        assert made["manager"] is True and plain["manager"] is False
+        listed = cli("keys", "list", "-c", str(gw.config_path)).splitlines()
+        assert "(manager)" in listed[0] and "(manager)" not in listed[1]
+        body = {"tier": "enterprise", "log_inputs": True}
+        for key, status in ((made["key"], 201), (plain["key"], 403)):
+            r = httpx.post(
+                gw.base_url + "/keys", headers={"Authorization": f"Bearer {key}"}, json=body, timeout=30
+            )
+            assert r.status_code == status, r.text
+
+
+def test_keys_create_refuses_limits_the_database_cannot_hold(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["keys", "create", "--rpm", str(2**31), "-c", config(tmp_path)])
+    assert result.exit_code == 2 and "2147483647" in result.output

@@ -158,9 +158,23 @@ def keys_create(
     tier: Annotated[
         str | None, typer.Option(help="Rate-limit tier (default: the server's default_tier).")
     ] = None,
-    rpm: Annotated[int | None, typer.Option(help="Override: requests per minute.")] = None,
-    tpm: Annotated[int | None, typer.Option(help="Override: tokens per minute.")] = None,
-    concurrency: Annotated[int | None, typer.Option(help="Override: requests in flight.")] = None,
+    rpm: Annotated[
+        int | None, typer.Option(min=1, max=2**31 - 1, help="Override: requests per minute.")
+    ] = None,
+    tpm: Annotated[
+        int | None, typer.Option(min=1, max=2**63 - 1, help="Override: tokens per minute.")
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, max=2**31 - 1, help="Override: requests in flight.")
+    ] = None,
+    manager: Annotated[
+        bool,
+        typer.Option(
+            "--manager",
+            help="A manager key: it may create any key on its account (other keys create only keys at most "
+            "as permissive as themselves) and revoke any of the account's keys.",
+        ),
+    ] = False,
     account: AccountOpt = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
@@ -170,17 +184,26 @@ def keys_create(
     if tier is not None and tier not in settings.server.tiers:
         raise typer.BadParameter(f"unknown tier {tier!r} (declared: {sorted(settings.server.tiers)})")
 
-    async def run(store: SqlStorage) -> dict[str, str]:
+    async def run(store: SqlStorage) -> dict[str, Any]:
         acct = await _account(store, settings, account)
-        new = generate_key(acct.id, name, tier=tier, rpm=rpm, tpm=tpm, concurrency=concurrency)
+        new = generate_key(
+            acct.id, name, tier=tier, rpm=rpm, tpm=tpm, concurrency=concurrency, manager=manager
+        )
         await store.insert_key(new.record)
-        return {"id": new.record.id, "key": new.secret, "prefix": new.record.prefix, "account": acct.name}
+        return {
+            "id": new.record.id,
+            "key": new.secret,
+            "prefix": new.record.prefix,
+            "account": acct.name,
+            "manager": manager,
+        }
 
     out = _with_storage(settings, run)
+    kind = "manager key" if manager else "key"
     _emit(
         as_json,
         out,
-        f"Created key {out['id']} ({name}) on account {out['account']}:\n\n    {out['key']}\n\n"
+        f"Created {kind} {out['id']} ({name}) on account {out['account']}:\n\n    {out['key']}\n\n"
         "Copy it now: it is not stored and cannot be shown again.",
     )
 
@@ -205,6 +228,7 @@ def keys_list(account: AccountOpt = None, config: ConfigOpt = None, as_json: Jso
                 "account_id": k.account_id,
                 "created_at": k.created_at,
                 "revoked": k.revoked_at is not None,
+                "manager": k.manager,
                 **_key_limits(k, settings.server),
             }
             for k in await store.list_keys(acct_id)
@@ -212,7 +236,8 @@ def keys_list(account: AccountOpt = None, config: ConfigOpt = None, as_json: Jso
 
     rows = _with_storage(settings, run)
     lines = [
-        f"{r['id']}  {r['prefix']}…  {r['name']}  {_limits_text(r)}{'  (revoked)' if r['revoked'] else ''}"
+        f"{r['id']}  {r['prefix']}…  {r['name']}  {_limits_text(r)}"
+        f"{'  (manager)' if r['manager'] else ''}{'  (revoked)' if r['revoked'] else ''}"
         for r in rows
     ]
     _emit(as_json, rows, "\n".join(lines) or "no keys")

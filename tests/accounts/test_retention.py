@@ -47,7 +47,7 @@ def write_log(gw: Gateway, log: RequestLog) -> None:
 
 def test_the_gateway_purges_expired_bodies_on_its_schedule(tmp_path: Path, sim: SimServer) -> None:
     with Gateway(tmp_path, sim.base_url, log_purge_interval=0.05) as gw:
-        owner = gw.create_key()
+        owner = gw.create_key(manager=True)
         made = httpx.post(
             gw.base_url + "/keys",
             headers={"Authorization": f"Bearer {owner}"},

@@ -237,6 +237,8 @@ async def test_key_limits_and_settings_round_trip(store: SqlStorage) -> None:
         retention_days=7,
         allowed_models=("m1", "m2"),
         priority="high",
+        manager=True,
+        created_by="key_0123456789abcdef",
     )
     await store.insert_key(record)
     assert await store.key_by_prefix("tg-limited1") == record
@@ -250,6 +252,7 @@ async def test_key_limits_and_settings_round_trip(store: SqlStorage) -> None:
         False,
         None,
     )
+    assert (found.manager, found.created_by) == (False, None)
 
 
 async def test_key_prefix_is_unique(store: SqlStorage) -> None:
@@ -504,6 +507,12 @@ async def test_logs_join_usage_rows_with_their_bodies_newest_first(store: SqlSto
     rest = await store.list_logs(a.id, limit=3, before=page[-1].id)
     assert [e.usage.request_id for e in rest] == ["req_1", "req_0"]
     assert len(await store.list_logs(None, limit=100)) == 6
+
+
+async def test_logs_before_an_id_past_the_columns_range_are_all_logs(store: SqlStorage) -> None:
+    await store.write_usage([usage_row(request_id=f"req_{i}") for i in range(3)])
+    for before in (2**31 - 1, 2**31, 2**63 - 1):
+        assert len(await store.list_logs(None, limit=10, before=before)) == 3
 
 
 async def test_purge_deletes_only_expired_logs_in_batches(store: SqlStorage) -> None:

@@ -69,15 +69,23 @@ class Gateway:
     """A running gateway plus direct access to its database."""
 
     def __init__(
-        self, tmp: Path, sim_base_url: str, *, sections: dict[str, Any] | None = None, **server: Any
+        self,
+        tmp: Path,
+        sim_base_url: str,
+        *,
+        sections: dict[str, Any] | None = None,
+        db_url: str | None = None,
+        **server: Any,
     ) -> None:
-        """``sections`` replaces top-level config sections (``providers``, ``models``, ``routing``)."""
-        self.db_url = f"sqlite+aiosqlite:///{tmp / 'tollgate.db'}"
+        """``sections`` replaces top-level config sections (``providers``, ``models``, ``routing``);
+        ``db_url``: another database than a new SQLite file (e.g. a PostgreSQL test database)."""
+        self.db_url = db_url or f"sqlite+aiosqlite:///{tmp / 'tollgate.db'}"
         self.config_path = tmp / "tollgate.yaml"
         config = {**gateway_config(sim_base_url, self.db_url, **server), **(sections or {})}
         self.config_path.write_text(yaml.safe_dump(config))
         self.settings = load_settings(str(self.config_path), environ={})
-        self.server = ServerThread(create_app(self.settings))
+        self.app = create_app(self.settings)  # its state (``app.state``) is the running gateway's
+        self.server = ServerThread(self.app)
 
     def __enter__(self) -> Gateway:
         self.server.__enter__()
@@ -96,7 +104,7 @@ class Gateway:
         return store
 
     def create_key(self, balance: Decimal | str = "10", account: str = "default", **limits: Any) -> str:
-        """``limits``: ``tier``, ``rpm``, ``tpm``, ``concurrency`` of the key."""
+        """``limits``: ``tier``, ``rpm``, ``tpm``, ``concurrency`` (any ``generate_key`` setting) of the key."""
 
         async def go() -> str:
             store = await self._store()

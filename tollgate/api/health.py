@@ -24,6 +24,7 @@ async def healthz(request: Request) -> Response:
                 "usage_backpressure": not writer.has_room,
                 "journal": journal.state() if journal is not None else None,
                 "uncharged": uncharged,
+                "invalid_key_attempts": request.app.state.completions.auth.invalid_attempts,
             }
         )
     )

@@ -93,6 +93,23 @@ def merged_row(ctx: RequestContext, rows: Sequence[UsageRow]) -> UsageRow:
     )
 
 
+def models_refused(refused: list[str], allowed: frozenset[str]) -> PermissionDeniedError:
+    """The 403 for a key limited to ``allowed``: it names the key's own models (at most 20), never the
+    catalogue's."""
+    return PermissionDeniedError(
+        f"This API key may not use {_some(refused)}; it is limited to {_some(sorted(allowed))}.",
+        param="model",
+    )
+
+
+def _some(names: list[str], shown: int = 20) -> str:
+    """``a, b, c`` — at most ``shown`` names, then ``and N more`` (a key may allow hundreds of models)."""
+    if not names:
+        return "no models"
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 def _most_common(values: list[str | None]) -> str | None:
     counts = Counter(v for v in values if v is not None)
     return counts.most_common(1)[0][0] if counts else None
@@ -147,11 +164,7 @@ class Billing:
         if allowed is not None:
             refused = sorted({t.model.id for t in targets} - allowed)
             if refused:
-                raise PermissionDeniedError(
-                    f"This API key may not use {', '.join(refused)}; it is limited to "
-                    f"{', '.join(sorted(allowed)) or 'no models'}.",
-                    param="model",
-                )
+                raise models_refused(refused, allowed)
         if not self.writer.has_room:  # back-pressure: the usage writer is behind the database
             await self.writer.wait_for_room()
         limits = limits_for(ctx.principal, self.tiers, self.default_tier)

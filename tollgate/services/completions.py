@@ -130,7 +130,7 @@ class CompletionService(Pipeline):
             sent = set(req.body)
             auto = await self.router.resolve_auto(req)  # model "auto": the automatic router picks one
             model = req.model
-            targets = self.router.plan(req)
+            targets = self._plan(ctx, req)
             if native is not None:
                 targets = native.narrow(targets)
                 if not any(t.provider.responses_api for t in targets):

@@ -34,7 +34,7 @@ class EmbeddingsService(Pipeline):
             req = parse_embeddings_request(parse_json(raw))
             model = req.model
             # The router only reads the model and the routing preferences of the body.
-            targets = self.router.plan(ChatRequest(req.body, req.model, False, None))
+            targets = self._plan(ctx, ChatRequest(req.body, req.model, False, None))
             reservation = await self.billing.admit(ctx, targets, len(raw) // 3 + 16, 0)
             reply = await self._attempt(ctx, req, targets, reservation)
             self._admitted(ctx, reply)

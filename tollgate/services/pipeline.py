@@ -8,12 +8,19 @@ from __future__ import annotations
 import time
 
 from tollgate.accounts.balances import Reservation
-from tollgate.accounts.keys import Authenticator, key_from_headers
-from tollgate.errors import TollgateError, UpstreamError, UpstreamTimeoutError, UpstreamUnavailableError
+from tollgate.accounts.keys import Authenticator
+from tollgate.errors import (
+    AuthenticationError,
+    TollgateError,
+    UpstreamError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+)
+from tollgate.protocol.chat import ChatRequest
 from tollgate.routing.attempts import Attempts, RetryPolicy
 from tollgate.routing.catalog import Target
 from tollgate.routing.router import Router
-from tollgate.services.billing import CLIENT_CLOSED, Billing
+from tollgate.services.billing import CLIENT_CLOSED, Billing, models_refused
 from tollgate.services.context import JsonReply, RequestContext, StreamReply
 
 
@@ -39,7 +46,20 @@ class Pipeline:
         self.retry = RetryPolicy(router.config)
 
     async def _authenticate(self, ctx: RequestContext) -> None:
-        ctx.principal = await self.auth.authenticate(key_from_headers(ctx.authorization, ctx.x_api_key))
+        ctx.principal = await self.auth.from_headers(ctx.authorization, ctx.x_api_key)
+
+    def _plan(self, ctx: RequestContext, req: ChatRequest) -> list[Target]:
+        """The routing plan. A key limited to some models is refused any other model it names (fallbacks
+        included) with a 403 that lists its own models, before the router could answer with the catalogue's
+        (``Billing.admit`` still checks every target)."""
+        allowed = ctx.principal.allowed_models if ctx.principal is not None else None
+        if allowed is not None:
+            fallbacks = req.body.get("models")
+            named = [req.model, *(fallbacks if isinstance(fallbacks, list) else ())]
+            refused = sorted({m for m in named if isinstance(m, str) and m not in allowed})
+            if refused:
+                raise models_refused(refused, allowed)
+        return self.router.plan(req)
 
     def _admitted(self, ctx: RequestContext, reply: JsonReply | StreamReply) -> JsonReply | StreamReply:
         """The reply, with the rate-limit headers of its admission."""
@@ -50,7 +70,14 @@ class Pipeline:
     def _failed(
         self, ctx: RequestContext, reservation: Reservation | None, model: str | None, err: TollgateError
     ) -> None:
-        """Settle a request that ends with ``err`` (refused or failed): its one usage row, nothing billed."""
+        """Settle a request that ends with ``err`` (refused or failed): its one usage row, nothing billed.
+
+        A request refused for its key (missing, unknown, wrong, revoked) leaves no row: it belongs to no
+        account, and a flood of them must not become a flood of writes; ``Authenticator.invalid_attempts``
+        counts them instead."""
+        if ctx.principal is None and isinstance(err, AuthenticationError):
+            ctx.settled = True
+            return
         if ctx.grant is not None:
             err.headers = {**ctx.grant.headers(), **err.headers}
         self.billing.finish(

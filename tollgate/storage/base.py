@@ -37,6 +37,9 @@ class KeyRecord:
     # Access: the public model ids the key may use (``None``: every model); a priority label.
     allowed_models: tuple[str, ...] | None = None
     priority: str = "normal"
+    # A manager key may create and revoke any key of its account; ``created_by``: the key that created it.
+    manager: bool = False
+    created_by: str | None = None
 
 
 @dataclass(slots=True)

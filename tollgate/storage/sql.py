@@ -54,6 +54,8 @@ def _key(row: Row[Any]) -> KeyRecord:
         retention_days=row.retention_days,
         allowed_models=None if row.allowed_models is None else tuple(row.allowed_models),
         priority=row.priority,
+        manager=row.manager,
+        created_by=row.created_by,
     )
 
 
@@ -215,6 +217,8 @@ class SqlStorage(LogQueries):
                     retention_days=record.retention_days,
                     allowed_models=None if record.allowed_models is None else list(record.allowed_models),
                     priority=record.priority,
+                    manager=record.manager,
+                    created_by=record.created_by,
                 )
             )
 

@@ -106,7 +106,9 @@ class LogQueries:
         )
         if account_id is not None:
             q = q.where(usage.c.account_id == account_id)
-        if before is not None:
+        # An id past what the column holds (PostgreSQL's INTEGER is 32-bit) is past every row: no condition.
+        wide = self.is_sqlite or isinstance(usage.c.id.type, BigInteger)
+        if before is not None and before <= (2**63 - 1 if wide else 2**31 - 1):
             q = q.where(usage.c.id < before)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(q)).all()

@@ -53,6 +53,9 @@ api_keys = Table(
     # 0005: the models the key may use (NULL: all) and its priority label
     Column("allowed_models", JSON, nullable=True),
     Column("priority", String(16), nullable=False, server_default="normal"),
+    # 0006: manager keys (create and revoke any key of the account) and the key that created each key
+    Column("manager", Boolean, nullable=False, server_default=false()),
+    Column("created_by", String(40), nullable=True),
 )
 
 balance_events = Table(
