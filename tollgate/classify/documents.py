@@ -2,7 +2,8 @@
 
 A document is refused with a 422 when it is corrupt, encrypted, has no extractable text, or is past one of
 its ``DocumentLimits`` (pages, parts, sizes, text; checked before the work by ``bounds.py``, 413 for
-sizes). DOCX has no fixed pages: explicit page breaks split it, and a document without any is one page. For vision-capable LLM backends, PDF pages are rendered by pdfium at ``RENDER_SCALE`` × 72 dpi, and DOCX
+sizes). DOCX has no fixed pages: explicit page breaks split it, and a document without any is one page.
+For vision-capable LLM backends, PDF pages are rendered by pdfium at ``RENDER_SCALE`` × 72 dpi, and DOCX
 pages are laid out here with Pillow (``render_docx``): A4 images with the paragraphs word-wrapped, headings
 larger and bold, table rows in ruled cells and inline pictures where they stand in the text. That layout is
 a plain approximation of Word's (no columns, floating shapes, headers or fonts of the document), enough for a
