@@ -4,8 +4,8 @@ A DOCX is a zip archive: before python-docx sees it, ``check_docx`` reads the ar
 parts, their declared sizes and compression ratios, the pictures) and then inflates every part as a stream,
 counting the bytes that really come out, since declared sizes can lie; python-docx then reads the same
 parts, which zipfile never inflates past their declared sizes. A PDF's object count and declared page count
-are checked when pypdf has read its cross-reference table, before any page is walked; ``pdf_caps`` sets
-pypdf's own decompression limits (module globals, so only the document worker process sets them). Extracted
+are checked when pypdf has read its cross-reference table, before any page is walked, and pypdf's own
+decompression limits are set to ``max_stream_bytes`` while it reads (``pdf_configuration``). Extracted
 text is counted as it comes (``TextBudget``), and rendered pages are scaled down to ``max_render_pixels``.
 
 Sizes past a limit are 413s, everything else 422s, always on the ``file`` field and naming the limit.
@@ -13,11 +13,14 @@ Sizes past a limit are 413s, everything else 422s, always on the ``file`` field 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import io
 import math
 import zipfile
 import zlib
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import Any, cast
 
 from tollgate.classify.request import UnprocessableError
 from tollgate.errors import PayloadTooLargeError, TollgateError
@@ -127,20 +130,30 @@ def check_pdf(reader: Any, limits: DocumentLimits) -> None:
         raise refuse(f"The PDF has {pages} pages; the limit is {limits.max_pages}")
 
 
-def pdf_caps(limits: DocumentLimits) -> None:
-    """pypdf's decompression limits set to ``max_stream_bytes`` (process-wide: worker processes only)."""
-    from pypdf import filters
+def pdf_configuration(limits: DocumentLimits) -> AbstractContextManager[Any]:
+    """pypdf's decompression limits set to ``max_stream_bytes`` for the ``with`` block (a context variable,
+    so other threads are unaffected); pypdf releases without ``apply_configuration`` keep their defaults."""
+    import pypdf
 
-    for name in (
-        "ZLIB_MAX_OUTPUT_LENGTH",
-        "LZW_MAX_OUTPUT_LENGTH",
-        "RUN_LENGTH_MAX_OUTPUT_LENGTH",
-        "JBIG2_MAX_OUTPUT_LENGTH",
-        "MAX_DECLARED_STREAM_LENGTH",
-        "MAX_ARRAY_BASED_STREAM_OUTPUT_LENGTH",
-    ):
-        if hasattr(filters, name):
-            setattr(filters, name, limits.max_stream_bytes)
+    apply = getattr(pypdf, "apply_configuration", None)
+    if apply is None:
+        return contextlib.nullcontext()
+    known = {f.name for f in dataclasses.fields(pypdf.Configuration)}
+    caps = {name: limits.max_stream_bytes for name in _PDF_CAPS if name in known}
+    return cast(AbstractContextManager[Any], apply(**caps))
+
+
+_PDF_CAPS = (
+    "maximum_declared_stream_length",
+    "array_based_stream_maximum_output_length",
+    "jbig2_maximum_output_length",
+    "lzw_maximum_output_length",
+    "run_length_maximum_output_length",
+    "zlib_maximum_output_length",
+    "brotli_maximum_output_length",
+    "image_maximum_buffer_size",
+    "xmp_maximum_input_length",
+)
 
 
 class TextBudget:

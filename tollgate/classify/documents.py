@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from tollgate.classify.bounds import TextBudget, check_docx, check_pdf, refuse, render_scale
+from tollgate.classify.bounds import (
+    TextBudget,
+    check_docx,
+    check_pdf,
+    pdf_configuration,
+    refuse,
+    render_scale,
+)
 from tollgate.errors import TollgateError
 from tollgate.settings import DocumentLimits
 
@@ -45,14 +52,15 @@ def pdf_pages(data: bytes, limits: DocumentLimits = DEFAULT_LIMITS) -> list[str]
 
     budget = TextBudget(limits)
     try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            raise refuse("The PDF is encrypted; send an unencrypted copy")
-        check_pdf(reader, limits)
-        count = len(reader.pages)
-        if count > limits.max_pages:
-            raise refuse(f"The PDF has {count} pages; the limit is {limits.max_pages}")
-        return [budget.take((page.extract_text() or "").strip()) for page in reader.pages]
+        with pdf_configuration(limits):
+            reader = PdfReader(io.BytesIO(data))
+            if reader.is_encrypted:
+                raise refuse("The PDF is encrypted; send an unencrypted copy")
+            check_pdf(reader, limits)
+            count = len(reader.pages)
+            if count > limits.max_pages:
+                raise refuse(f"The PDF has {count} pages; the limit is {limits.max_pages}")
+            return [budget.take((page.extract_text() or "").strip()) for page in reader.pages]
     except TollgateError:
         raise
     except LimitReachedError as exc:

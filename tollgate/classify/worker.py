@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from tollgate.classify.bounds import pdf_caps, refuse, too_large
+from tollgate.classify.bounds import refuse, too_large
 from tollgate.errors import TollgateError
 from tollgate.settings import DocumentLimits
 
@@ -47,7 +47,6 @@ def _child(conn: Connection, job: str, data: bytes, limits: DocumentLimits) -> N
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     cpu = math.ceil(limits.timeout) + 1
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-    pdf_caps(limits)
     answer: tuple[Any, ...]
     try:
         answer = ("ok", _jobs()[job](data, limits))
