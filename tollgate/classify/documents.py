@@ -77,7 +77,11 @@ def _open_docx(data: bytes, limits: DocumentLimits) -> Document:
         return docx.Document(io.BytesIO(data))
     except (zipfile.BadZipFile, KeyError, ValueError, OSError):
         raise refuse("The file is not a readable DOCX document (it may be corrupt)") from None
+    except MemoryError:
+        raise
     except Exception as exc:  # python-docx raises its own errors for non-document packages
+        if "NO_MEMORY" in str(getattr(exc, "error_log", "")):  # lxml's report of a failed allocation
+            raise MemoryError from None
         raise refuse(f"The file is not a readable DOCX document ({type(exc).__name__})") from None
 
 

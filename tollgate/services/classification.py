@@ -5,7 +5,7 @@ settle.
 A ``file`` (PDF or DOCX) is read only once the request is admitted, in a bounded worker process
 (``classify/worker.py``, limits in ``classification.documents``), so a document nobody pays for is never
 parsed. Its cache key is the file's hash, not its text. The local backend admits it for the most the model
-can read of one text (``max_seq_length`` tokens) and settles the tokens it read. The LLM backend's calls
+can read of one text (``LOCAL_TOKEN_BOUND``, its ``max_seq_length``) and settles the tokens it read. The LLM backend's calls
 are admitted with their text, which needs the document read first: before reading it, the account must be
 able to pay for the most text it can hold (``documents.max_text_chars`` as tokens, less for a DOCX whose
 ``document.xml`` is smaller) at the model's prompt price; that hold is released once the document is read.
@@ -72,6 +72,9 @@ from tollgate.storage.base import ClassifierRecord, Storage
 from tollgate.tokens import count_messages
 
 LLM_CONCURRENCY = 8
+# The most tokens the local model reads of one text (all-MiniLM-L6-v2's ``max_seq_length``): what a document
+# is admitted for while the model is not loaded yet.
+LOCAL_TOKEN_BOUND = 256
 
 log = logging.getLogger("tollgate.classify")
 
@@ -304,9 +307,9 @@ class ClassificationService(Pipeline):
             )
         pricing = self._price(req)
         if req.file is not None:
-            # Admitted for the most the model reads of one text, before the document is read.
-            await self.local.count_tokens([])  # loads the model (503 when it is not installed)
-            bound = self.embedder.max_seq_length
+            # Admitted for the most the model reads of one text, before the document is read (and before
+            # the model is loaded, so a request that cannot pay never loads it).
+            bound = self.embedder.max_seq_length if self.embedder.loaded else LOCAL_TOKEN_BOUND
             held.append(await self.billing.admit(ctx, [], bound, 0, pricing=pricing))
             texts = [await self._document_text(req)]
         if any(not t.strip() for t in texts):
