@@ -4,11 +4,12 @@ settle.
 
 A ``file`` (PDF or DOCX) is read only once the request is admitted, in a bounded worker process
 (``classify/worker.py``, limits in ``classification.documents``), so a document nobody pays for is never
-parsed. Its cache key is the file's hash, not its text. The local backend admits it for the most the model
-can read of one text (``LOCAL_TOKEN_BOUND``, its ``max_seq_length``) and settles the tokens it read. The LLM backend's calls
-are admitted with their text, which needs the document read first: before reading it, the account must be
-able to pay for the most text it can hold (``documents.max_text_chars`` as tokens, less for a DOCX whose
-``document.xml`` is smaller) at the model's prompt price; that hold is released once the document is read.
+parsed. Its cache key is the file's hash, not its text. The local backend admits it for the most the
+model can read of one text (``LOCAL_TOKEN_BOUND``, its ``max_seq_length``) and settles the tokens it read.
+The LLM backend's calls are admitted with their text, which needs the document read first: before reading
+it, the account must be able to pay for the most text it can hold (``documents.max_text_chars`` as tokens,
+less for a DOCX whose ``document.xml`` is smaller) at the model's prompt price; that hold is released once
+the document is read.
 
 Two backends, chosen per saved classifier or by the operator's default (``classification.backend``):
 
