@@ -11,6 +11,7 @@ Every failure a client can see is a ``TollgateError``. Each class knows its HTTP
     │   ├── PermissionDeniedError        403
     │   ├── NotFoundError                404 (unknown model, route, key)
     │   ├── PayloadTooLargeError         413
+    │   ├── ClientDisconnectedError      499 the client left before its request was read
     │   └── RateLimitError               429 (our own limits; carries Retry-After)
     └── UpstreamError                    the provider failed us
         ├── UpstreamRateLimitError       429 upstream said slow down
@@ -98,6 +99,13 @@ class MethodNotAllowedError(ClientError):
 class PayloadTooLargeError(ClientError):
     status = 413
     code = "PAYLOAD_TOO_LARGE"
+
+
+class ClientDisconnectedError(ClientError):
+    """The client left before its request was read; nobody sees the answer."""
+
+    status = 499
+    code = "CLIENT_DISCONNECTED"
 
 
 class RateLimitError(ClientError):

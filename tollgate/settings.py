@@ -224,6 +224,19 @@ class ServerConfig(_Strict):
     log_purge_interval: float = Field(default=3600.0, gt=0)
     # A key with full access to the management API of every account (e.g. "${TOLLGATE_ADMIN_KEY}").
     admin_key: str | None = None
+    # HTTP limits of ``tollgate serve`` (``api/server.py``): a request's line and headers are at most
+    # ``max_header_bytes`` in ``max_headers`` headers (431), sent within ``header_timeout`` seconds (408); its
+    # body arrives within ``body_timeout`` seconds, never silent for ``idle_timeout`` (408); an idle
+    # connection closes after ``keep_alive_timeout``; past ``max_connections`` open connections requests get
+    # 503 (null: no limit); ``backlog`` connections may wait to be accepted.
+    max_header_bytes: int = Field(default=65_536, ge=1024)
+    max_headers: int = Field(default=100, gt=0)
+    header_timeout: float = Field(default=10.0, gt=0)
+    body_timeout: float = Field(default=60.0, gt=0)
+    idle_timeout: float = Field(default=15.0, gt=0)
+    keep_alive_timeout: float = Field(default=5.0, gt=0)
+    max_connections: int | None = Field(default=1000, gt=0)
+    backlog: int = Field(default=2048, gt=0)
 
     @field_validator("tiers", mode="before")
     @classmethod
