@@ -13,6 +13,7 @@ Every failure a client can see is a ``TollgateError``. Each class knows its HTTP
     │   ├── PayloadTooLargeError         413
     │   ├── ClientDisconnectedError      499 the client left before its request was read
     │   └── RateLimitError               429 (our own limits; carries Retry-After)
+    ├── DatabaseUnavailableError         503 DATABASE_UNAVAILABLE (carries Retry-After)
     └── UpstreamError                    the provider failed us
         ├── UpstreamRateLimitError       429 upstream said slow down
         ├── UpstreamBadResponseError     502 error or unreadable answer from upstream
@@ -112,6 +113,18 @@ class RateLimitError(ClientError):
     status = 429
     type = "rate_limit_error"
     code = "RATE_LIMIT_EXCEEDED"
+
+
+class DatabaseUnavailableError(TollgateError):
+    """The gateway's database cannot be reached (``storage/outage.py`` tells an outage from a defect)."""
+
+    status = 503
+    code = "DATABASE_UNAVAILABLE"
+    retry_after: ClassVar[str] = "2"
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.headers.setdefault("Retry-After", self.retry_after)
 
 
 class UpstreamError(TollgateError):

@@ -70,6 +70,7 @@ from tollgate.services.context import JsonReply, RequestContext, UsageCollector
 from tollgate.services.pipeline import Pipeline
 from tollgate.settings import ClassificationConfig, Pricing
 from tollgate.storage.base import ClassifierRecord, Storage
+from tollgate.storage.outage import database_errors
 from tollgate.tokens import count_messages
 
 LLM_CONCURRENCY = 8
@@ -160,7 +161,8 @@ class ClassificationService(Pipeline):
 
     async def _load(self, account_id: str, ref: str) -> ClassifierRecord:
         name, version = parse_ref(ref)
-        record = await self.storage.get_classifier(account_id, name, version)
+        with database_errors():
+            record = await self.storage.get_classifier(account_id, name, version)
         if record is None:
             raise NotFoundError(f"No saved classifier '{ref}'", param="classifier")
         return record

@@ -15,6 +15,7 @@ from tollgate.routing.catalog import Target
 from tollgate.routing.router import Router
 from tollgate.services.billing import CLIENT_CLOSED, Billing
 from tollgate.services.context import JsonReply, RequestContext, StreamReply
+from tollgate.storage.outage import database_errors
 
 
 def final_failure(errors: list[UpstreamError]) -> UpstreamError:
@@ -39,7 +40,8 @@ class Pipeline:
         self.retry = RetryPolicy(router.config)
 
     async def _authenticate(self, ctx: RequestContext) -> None:
-        ctx.principal = await self.auth.authenticate(key_from_headers(ctx.authorization, ctx.x_api_key))
+        with database_errors():  # a key not in the cache is looked up in the database
+            ctx.principal = await self.auth.authenticate(key_from_headers(ctx.authorization, ctx.x_api_key))
 
     def _admitted(self, ctx: RequestContext, reply: JsonReply | StreamReply) -> JsonReply | StreamReply:
         """The reply, with the rate-limit headers of its admission."""
