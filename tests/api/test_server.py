@@ -17,6 +17,8 @@ from tests.support.gateway import gateway_config
 from tests.support.replicas import Replica
 from tests.support.servers import run
 from tollgate.accounts.keys import generate_key
+from tollgate.api.server import LimitedHttpToolsProtocol, uvicorn_options
+from tollgate.settings import ServerConfig
 from tollgate.simulator import SimServer
 from tollgate.storage import open_storage
 
@@ -171,3 +173,10 @@ def test_idle_keyless_connections_are_closed_and_do_not_block_a_real_client(
         for sock in idle + partial:
             sock.close()
     assert chat_latency(replica, key) < 1.0
+
+
+def test_serve_passes_the_limits_to_uvicorn() -> None:
+    server = ServerConfig(keep_alive_timeout=3, max_connections=10, backlog=64, max_headers=7)
+    options = uvicorn_options(server)
+    assert issubclass(options["http"], LimitedHttpToolsProtocol) and options["http"].limits is server
+    assert (options["timeout_keep_alive"], options["limit_concurrency"], options["backlog"]) == (3, 10, 64)
