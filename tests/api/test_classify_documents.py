@@ -57,7 +57,7 @@ def test_a_pdf_whose_stream_inflates_past_the_cap_is_refused_with_422(gateway: G
     r, seconds = post(gateway, gateway.create_key(), pdf_stream_bomb(50_000_000))
     assert r.status_code == 422, r.text
     assert r.json()["message"].startswith("The PDF is past a decompression or parsing limit")
-    assert r.json()["details"] == {"field": "file"} and seconds < 3
+    assert r.json()["details"] == {"field": "file"} and seconds < 5
 
 
 def test_a_slow_document_is_cut_at_the_configured_deadline(tmp_path: Path, sim: SimServer) -> None:
@@ -66,7 +66,7 @@ def test_a_slow_document_is_cut_at_the_configured_deadline(tmp_path: Path, sim: 
         r, seconds = post(gw, gw.create_key(), pdf_stream_bomb(15_000_000))
     assert r.status_code == 422, r.text
     assert r.json()["message"] == "Reading the document took longer than the limit of 1 s"
-    assert seconds < 4
+    assert seconds < 6
 
 
 def slow_document() -> bytes:

@@ -121,7 +121,7 @@ def test_a_200_mb_header_is_cut_off_while_other_clients_are_served_promptly(
     assert not attacker.is_alive()
     # Before these limits the gateway read all 200 MB (≈ 100 s) and other requests waited up to 17 s.
     assert sent < 10_000_000 and time.monotonic() - started < 10
-    assert max(latencies) < 1.0, latencies
+    assert max(latencies) < 2.0, latencies
 
 
 def test_a_slow_body_is_cut_after_the_body_timeout_with_408(served: tuple[Replica, str]) -> None:
@@ -143,7 +143,7 @@ def test_a_slow_body_is_cut_after_the_body_timeout_with_408(served: tuple[Replic
         lifetime = time.monotonic() - started
     assert got.startswith(b"HTTP/1.1 408 "), got
     assert got.endswith(b"Request body not received within 2 s")
-    assert 1.8 < lifetime < 3.5  # before: never cut
+    assert 1.8 < lifetime < 5  # before: never cut
 
 
 def test_a_silent_body_is_cut_after_the_idle_timeout(served: tuple[Replica, str]) -> None:
@@ -165,14 +165,14 @@ def test_idle_keyless_connections_are_closed_and_do_not_block_a_real_client(
     for sock in partial:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # headers never finished
     try:
-        assert chat_latency(replica, key) < 1.0
+        assert chat_latency(replica, key) < 2.0
         time.sleep(LIMITS["header_timeout"] + 1.0)
         assert all(answer(s) == b"" for s in idle), "a connection that sent nothing is closed silently"
         assert all(answer(s).startswith(b"HTTP/1.1 408 ") for s in partial)
     finally:
         for sock in idle + partial:
             sock.close()
-    assert chat_latency(replica, key) < 1.0
+    assert chat_latency(replica, key) < 2.0
 
 
 def test_serve_passes_the_limits_to_uvicorn() -> None:
