@@ -65,6 +65,7 @@ class DocumentWorker:
 
     def __init__(self, limits: DocumentLimits) -> None:
         self.limits = limits
+        self.jobs = 0  # documents handed to a worker process so far
         _CONTEXT.set_forkserver_preload(_PRELOAD)
         self._slots = asyncio.Semaphore(limits.workers)
 
@@ -79,6 +80,7 @@ class DocumentWorker:
         return images
 
     async def _job(self, job: str, data: bytes) -> Any:
+        self.jobs += 1
         async with self._slots:
             holder: list[BaseProcess] = []
             try:
