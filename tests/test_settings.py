@@ -88,6 +88,22 @@ def test_server_section_is_read() -> None:
     assert config.server.usage_batch_size == 7
 
 
+def test_http_and_document_limits_are_read_and_checked() -> None:
+    config = parse_config(
+        "server: {max_header_bytes: 8192, header_timeout: 2.5, max_connections: null}\n"
+        "classification: {documents: {max_pages: 5, timeout: 3}}",
+        SOURCE,
+        {},
+    )
+    assert (config.server.max_header_bytes, config.server.header_timeout) == (8192, 2.5)
+    assert config.server.max_connections is None and config.server.body_timeout == 60
+    documents = config.classification.documents
+    assert (documents.max_pages, documents.timeout, documents.max_xml_bytes) == (5, 3, 10_000_000)
+    assert "server.max_header_bytes" in config_error("server: {max_header_bytes: 10}")
+    assert "classification.documents.timeout" in config_error("classification: {documents: {timeout: 0}}")
+    assert "classification.documents.max_pgs" in config_error("classification: {documents: {max_pgs: 5}}")
+
+
 # prices -------------------------------------------------------------------------------------------------
 
 

@@ -118,6 +118,7 @@ def serve(
     """Run the gateway."""
     import uvicorn
 
+    from tollgate.api.server import uvicorn_options
     from tollgate.app import create_app
 
     settings = _settings(config)
@@ -127,10 +128,10 @@ def serve(
         host=host or settings.server.host,
         port=port if port is not None else settings.server.port,
         loop="uvloop",
-        http="httptools",
         log_level=log_level,
         access_log=False,
         timeout_graceful_shutdown=30,
+        **uvicorn_options(settings.server),  # httptools, with the server's header, body and connection limits
     )
 
 

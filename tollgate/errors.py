@@ -11,7 +11,9 @@ Every failure a client can see is a ``TollgateError``. Each class knows its HTTP
     │   ├── PermissionDeniedError        403
     │   ├── NotFoundError                404 (unknown model, route, key)
     │   ├── PayloadTooLargeError         413
+    │   ├── ClientDisconnectedError      499 the client left before its request was read
     │   └── RateLimitError               429 (our own limits; carries Retry-After)
+    ├── DatabaseUnavailableError         503 DATABASE_UNAVAILABLE (carries Retry-After)
     └── UpstreamError                    the provider failed us
         ├── UpstreamRateLimitError       429 upstream said slow down
         ├── UpstreamBadResponseError     502 error or unreadable answer from upstream
@@ -100,10 +102,29 @@ class PayloadTooLargeError(ClientError):
     code = "PAYLOAD_TOO_LARGE"
 
 
+class ClientDisconnectedError(ClientError):
+    """The client left before its request was read; nobody sees the answer."""
+
+    status = 499
+    code = "CLIENT_DISCONNECTED"
+
+
 class RateLimitError(ClientError):
     status = 429
     type = "rate_limit_error"
     code = "RATE_LIMIT_EXCEEDED"
+
+
+class DatabaseUnavailableError(TollgateError):
+    """The gateway's database cannot be reached (``storage/outage.py`` tells an outage from a defect)."""
+
+    status = 503
+    code = "DATABASE_UNAVAILABLE"
+    retry_after: ClassVar[str] = "2"
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.headers.setdefault("Retry-After", self.retry_after)
 
 
 class UpstreamError(TollgateError):

@@ -236,6 +236,19 @@ class ServerConfig(_Strict):
     log_purge_interval: float = Field(default=3600.0, gt=0)
     # A key with full access to the management API of every account (e.g. "${TOLLGATE_ADMIN_KEY}").
     admin_key: str | None = None
+    # HTTP limits of ``tollgate serve`` (``api/server.py``): a request's line and headers are at most
+    # ``max_header_bytes`` in ``max_headers`` headers (431), sent within ``header_timeout`` seconds (408); its
+    # body arrives within ``body_timeout`` seconds, never silent for ``idle_timeout`` (408); an idle
+    # connection closes after ``keep_alive_timeout``; past ``max_connections`` open connections requests get
+    # 503 (null: no limit); ``backlog`` connections may wait to be accepted.
+    max_header_bytes: int = Field(default=65_536, ge=1024)
+    max_headers: int = Field(default=100, gt=0)
+    header_timeout: float = Field(default=10.0, gt=0)
+    body_timeout: float = Field(default=60.0, gt=0)
+    idle_timeout: float = Field(default=15.0, gt=0)
+    keep_alive_timeout: float = Field(default=5.0, gt=0)
+    max_connections: int | None = Field(default=1000, gt=0)
+    backlog: int = Field(default=2048, gt=0)
 
     @field_validator("tiers", mode="before")
     @classmethod
@@ -280,6 +293,27 @@ class ClassificationPrices(_Strict):
     batch: Money = Decimal("0.00000005")
 
 
+class DocumentLimits(_Strict):
+    """Bounds on a PDF or DOCX sent to ``/v1/classify`` as ``file``, checked before each step of the work; a
+    document past one is refused (413 for the sizes, 422 for the rest) with a message naming the limit.
+    Text extraction and page rendering run in a child process killed at ``timeout`` seconds and confined to
+    ``max_memory_mb`` of address space; at most ``workers`` run at once (the rest wait their turn)."""
+
+    max_pages: int = Field(default=20, gt=0)
+    max_text_chars: int = Field(default=200_000, gt=0, description="characters of text in the document")
+    max_parts: int = Field(default=1000, gt=0, description="files in a DOCX (zip) archive")
+    max_uncompressed_bytes: int = Field(default=50_000_000, gt=0, description="a DOCX's files inflated")
+    max_xml_bytes: int = Field(default=10_000_000, gt=0, description="one XML part of a DOCX, inflated")
+    max_compression_ratio: float = Field(default=100.0, gt=1, description="of a DOCX part over 1 MB")
+    max_images: int = Field(default=100, ge=0, description="pictures in a DOCX")
+    max_pdf_objects: int = Field(default=100_000, gt=0, description="objects a PDF declares")
+    max_stream_bytes: int = Field(default=5_000_000, gt=0, description="one PDF stream, decompressed")
+    max_render_pixels: int = Field(default=4_000_000, gt=0, description="one rendered page image")
+    timeout: float = Field(default=10.0, gt=0, description="seconds to extract or render a document")
+    max_memory_mb: int = Field(default=1024, ge=256)
+    workers: int = Field(default=2, gt=0)
+
+
 class ClassificationConfig(_Strict):
     """``/v1/classify`` and friends: ``local`` (the bundled embedding model) or ``llm`` (``llm_model``, a public
     model id from ``models``, through the gateway's own routing and billing)."""
@@ -288,6 +322,7 @@ class ClassificationConfig(_Strict):
     llm_model: str | None = None
     prices: ClassificationPrices = Field(default_factory=ClassificationPrices)
     preload: bool = Field(default=False, description="load the local model at start-up, not on first use")
+    documents: DocumentLimits = Field(default_factory=DocumentLimits)
 
     @model_validator(mode="after")
     def _llm_needs_model(self) -> ClassificationConfig:

@@ -12,6 +12,7 @@ from tollgate.api.chat import chat_completions
 from tollgate.api.errors import render_error
 from tollgate.api.http import send_json
 from tollgate.errors import MethodNotAllowedError, TollgateError
+from tollgate.storage.outage import outage
 
 log = logging.getLogger("tollgate.api")
 
@@ -37,9 +38,13 @@ class GatewayApp:
                 await chat_completions(
                     state.completions, state.settings.server.body_limit, scope, receive, send
                 )
-            except Exception:
-                log.exception("unhandled error on POST %s", scope["path"])
-                err = TollgateError("Internal error in the gateway; it has been logged. Retry the request.")
+            except Exception as exc:
+                down = outage(exc)
+                if down is None:
+                    log.exception("unhandled error on POST %s", scope["path"])
+                err = down or TollgateError(
+                    "Internal error in the gateway; it has been logged. Retry the request."
+                )
                 body, headers = render_error(err, scope["path"])
                 await send_json(send, err.status, body, headers)
             return

@@ -18,6 +18,7 @@ from tollgate.errors import (
     ValidationError,
 )
 from tollgate.providers.anthropic.ingress import error_body as anthropic_error_body
+from tollgate.storage.outage import outage
 
 log = logging.getLogger("tollgate.api")
 
@@ -99,6 +100,8 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    if (down := outage(exc)) is not None:  # logged in one line, answered 503 with Retry-After
+        return error_response(down, request.url.path)
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     err = TollgateError("Internal error in the gateway; it has been logged. Retry the request.")
     return error_response(err, request.url.path)

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from tollgate.errors import PayloadTooLargeError
+from tollgate.errors import ClientDisconnectedError, PayloadTooLargeError
 from tollgate.services.context import StreamReply
 
 log = logging.getLogger("tollgate.api")
@@ -25,6 +25,8 @@ async def read_body(receive: Receive, limit: int, declared: int | None) -> bytes
     size = 0
     while True:
         message = await receive()
+        if message["type"] == "http.disconnect":  # gone (or cut by the server's read limits) mid-body
+            raise ClientDisconnectedError("The client closed the connection before sending the whole body.")
         chunk = message.get("body", b"")
         if chunk:
             size += len(chunk)

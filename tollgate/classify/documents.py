@@ -1,12 +1,14 @@
 """Text of PDF and DOCX documents, page by page (pypdf, python-docx), and their pages as PNG images.
 
-A document is refused with a 422 when it is corrupt, encrypted, has no extractable text, or has more than
-``MAX_PAGES`` pages. DOCX has no fixed pages: explicit page breaks split it, and a document without any is one
-page. For vision-capable LLM backends, PDF pages are rendered by pdfium at ``RENDER_SCALE`` × 72 dpi, and DOCX
+A document is refused with a 422 when it is corrupt, encrypted, has no extractable text, or is past one of
+its ``DocumentLimits`` (pages, parts, sizes, text; checked before the work by ``bounds.py``, 413 for
+sizes). DOCX has no fixed pages: explicit page breaks split it, and a document without any is one page.
+For vision-capable LLM backends, PDF pages are rendered by pdfium at ``RENDER_SCALE`` × 72 dpi, and DOCX
 pages are laid out here with Pillow (``render_docx``): A4 images with the paragraphs word-wrapped, headings
 larger and bold, table rows in ruled cells and inline pictures where they stand in the text. That layout is
 a plain approximation of Word's (no columns, floating shapes, headers or fonts of the document), enough for a
-model to see the page's structure and pictures. All of this is CPU work: callers run it in a worker thread.
+model to see the page's structure and pictures. All of this is CPU work: the gateway runs it in a worker
+process with a deadline and a memory cap (``worker.py``).
 """
 
 from __future__ import annotations
@@ -21,9 +23,19 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from tollgate.classify.request import UnprocessableError
+from tollgate.classify.bounds import (
+    TextBudget,
+    check_docx,
+    check_pdf,
+    pdf_configuration,
+    refuse,
+    render_scale,
+)
+from tollgate.errors import TollgateError
+from tollgate.settings import DocumentLimits
 
-MAX_PAGES = 20
+DEFAULT_LIMITS = DocumentLimits()
+MAX_PAGES = DEFAULT_LIMITS.max_pages
 RENDER_SCALE = 1.25
 PDF_MAGIC = b"%PDF-"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -34,63 +46,71 @@ if TYPE_CHECKING:
     from docx.text.paragraph import Paragraph
 
 
-def _refuse(message: str) -> UnprocessableError:
-    return UnprocessableError(message, param="file")
-
-
-def pdf_pages(data: bytes) -> list[str]:
+def pdf_pages(data: bytes, limits: DocumentLimits = DEFAULT_LIMITS) -> list[str]:
     from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
+    from pypdf.errors import LimitReachedError, PyPdfError
 
+    budget = TextBudget(limits)
     try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            raise _refuse("The PDF is encrypted; send an unencrypted copy")
-        count = len(reader.pages)
-        if count > MAX_PAGES:
-            raise _refuse(f"The PDF has {count} pages; the limit is {MAX_PAGES}")
-        return [(page.extract_text() or "").strip() for page in reader.pages]
-    except UnprocessableError:
+        with pdf_configuration(limits):
+            reader = PdfReader(io.BytesIO(data))
+            if reader.is_encrypted:
+                raise refuse("The PDF is encrypted; send an unencrypted copy")
+            check_pdf(reader, limits)
+            count = len(reader.pages)
+            if count > limits.max_pages:
+                raise refuse(f"The PDF has {count} pages; the limit is {limits.max_pages}")
+            return [budget.take((page.extract_text() or "").strip()) for page in reader.pages]
+    except TollgateError:
         raise
-    except (PyPdfError, ValueError, KeyError, TypeError, OSError):
-        raise _refuse("The file is not a readable PDF (it may be corrupt)") from None
+    except LimitReachedError as exc:
+        raise refuse(f"The PDF is past a decompression or parsing limit ({exc})") from None
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, OSError, RecursionError):
+        raise refuse("The file is not a readable PDF (it may be corrupt)") from None
 
 
-def _open_docx(data: bytes) -> Document:
+def _open_docx(data: bytes, limits: DocumentLimits) -> Document:
     import docx
 
+    check_docx(data, limits)
     try:
         return docx.Document(io.BytesIO(data))
     except (zipfile.BadZipFile, KeyError, ValueError, OSError):
-        raise _refuse("The file is not a readable DOCX document (it may be corrupt)") from None
+        raise refuse("The file is not a readable DOCX document (it may be corrupt)") from None
+    except MemoryError:
+        raise
     except Exception as exc:  # python-docx raises its own errors for non-document packages
-        raise _refuse(f"The file is not a readable DOCX document ({type(exc).__name__})") from None
+        if "NO_MEMORY" in str(getattr(exc, "error_log", "")):  # lxml's report of a failed allocation
+            raise MemoryError from None
+        raise refuse(f"The file is not a readable DOCX document ({type(exc).__name__})") from None
 
 
-def docx_pages(data: bytes) -> list[str]:
-    document = _open_docx(data)
+def docx_pages(data: bytes, limits: DocumentLimits = DEFAULT_LIMITS) -> list[str]:
+    document = _open_docx(data, limits)
+    budget = TextBudget(limits)
+    most = limits.max_pages
     pages: list[list[str]] = [[]]
     for paragraph in document.paragraphs:
-        if paragraph.text.strip():
-            pages[-1].append(paragraph.text.strip())
+        if text := budget.take(paragraph.text.strip()):
+            pages[-1].append(text)
         # A paragraph's text is counted on the page where it starts; a break in it starts the next page.
         if any(br.type == "page" for run in paragraph.runs for br in run._r.br_lst):
             pages.append([])
-        if len(pages) > MAX_PAGES and any(pages[MAX_PAGES:]):
-            raise _refuse(f"The document has more than {MAX_PAGES} pages; the limit is {MAX_PAGES}")
+        if len(pages) > most and any(pages[most:]):
+            raise refuse(f"The document has more than {most} pages; the limit is {most}")
     return ["\n".join(p) for p in pages]
 
 
-def extract_pages(data: bytes) -> list[str]:
-    """The text of each page; raises the 422 for anything that cannot be classified."""
+def extract_pages(data: bytes, limits: DocumentLimits = DEFAULT_LIMITS) -> list[str]:
+    """The text of each page; raises the 422 (or 413) for anything that cannot be classified."""
     if data.startswith(PDF_MAGIC):
-        pages = pdf_pages(data)
+        pages = pdf_pages(data, limits)
     elif data.startswith(ZIP_MAGIC):
-        pages = docx_pages(data)
+        pages = docx_pages(data, limits)
     else:
-        raise _refuse("The file must be a PDF or a DOCX document")
+        raise refuse("The file must be a PDF or a DOCX document")
     if not any(pages):
-        raise _refuse("The document has no extractable text")
+        raise refuse("The document has no extractable text")
     return pages
 
 
@@ -113,16 +133,19 @@ def png(pixels: Any) -> bytes:
     )
 
 
-def render_pdf(data: bytes, scale: float = RENDER_SCALE) -> list[bytes]:
-    """Each page of a PDF (already accepted by ``extract_pages``) as a PNG."""
+def render_pdf(
+    data: bytes, limits: DocumentLimits = DEFAULT_LIMITS, scale: float = RENDER_SCALE
+) -> list[bytes]:
+    """Each page of a PDF (already accepted by ``extract_pages``) as a PNG of at most ``max_render_pixels``."""
     import pypdfium2  # type: ignore[import-untyped]
 
     document = pypdfium2.PdfDocument(data)
     try:
         images = []
-        for index in range(len(document)):
+        for index in range(min(len(document), limits.max_pages)):
             page = document[index]
-            bitmap = page.render(scale=scale, rev_byteorder=True)
+            width, height = page.get_size()
+            bitmap = page.render(scale=render_scale(width, height, scale, limits), rev_byteorder=True)
             pixels = bitmap.to_numpy()
             images.append(png(pixels[:, :, :3]))
             bitmap.close()
@@ -153,7 +176,7 @@ _EMU_PER_INCH = 914400
 
 
 class _Full(Exception):
-    """Raised by the layout when a further image would pass ``MAX_PAGES``."""
+    """Raised by the layout when a further image would pass ``max_pages``."""
 
 
 def _px(points: float) -> int:
@@ -206,7 +229,8 @@ def _wrap(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: 
 class _Layout:
     """Draws blocks top to bottom on A4 page images, starting a new image when one is full."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_pages: int) -> None:
+        self.max_pages = max_pages
         self.pages: list[Image.Image] = []
         self.coloured: set[int] = set()  # pages with a picture; the others are saved in greyscale
         self.left, self.top = DOCX_MARGIN, DOCX_MARGIN
@@ -215,7 +239,7 @@ class _Layout:
         self.new_page()
 
     def new_page(self) -> None:
-        if len(self.pages) >= MAX_PAGES:
+        if len(self.pages) >= self.max_pages:
             raise _Full
         self.pages.append(Image.new("RGB", DOCX_PAGE, "white"))
         self.draw = ImageDraw.Draw(self.pages[-1])
@@ -355,17 +379,17 @@ def _table(layout: _Layout, table: Table) -> None:
     layout.y += _px(BODY_PT / 2)
 
 
-def render_docx(data: bytes) -> list[bytes]:
+def render_docx(data: bytes, limits: DocumentLimits = DEFAULT_LIMITS) -> list[bytes]:
     """Each page of a DOCX as a PNG: text, headings, tables and inline pictures in document order.
 
     Pages are the ones ``docx_pages`` counts (explicit page breaks, a paragraph staying on the page where it
     starts); a page whose content is longer than one image continues on the next, and there are never more
-    than ``MAX_PAGES`` images.
+    than ``max_pages`` images.
     """
     from docx.table import Table
 
-    document = _open_docx(data)
-    layout = _Layout()
+    document = _open_docx(data, limits)
+    layout = _Layout(limits.max_pages)
     try:
         for block in document.iter_inner_content():
             if isinstance(block, Table):

@@ -24,6 +24,7 @@ MAX_EXAMPLE_CHARS = 2000
 MAX_TEXT_TYPE_CHARS = 100
 MAX_IMAGES = 20
 MAX_NAME_CHARS = 64
+MAX_VERSION = 2**31 - 1  # what the classifiers table's version column holds (PostgreSQL integer)
 
 Mode = Literal["single", "multi"]
 Backend = Literal["local", "llm"]
@@ -103,6 +104,8 @@ def _string(value: Any, name: str, limit: int, *, what: str = "a string") -> str
         raise invalid(f"'{name}' must not be empty", name)
     if len(value) > limit:
         raise invalid(f"'{name}' is {len(value)} characters; the limit is {limit}", name)
+    if "\x00" in value:
+        raise invalid(f"'{name}' must not contain NUL (\\u0000) characters", name)
     return value
 
 
@@ -268,11 +271,19 @@ def parse_request(data: Any, *, multi: bool, batch: bool) -> ClassifyRequest:
 
 def parse_ref(value: Any) -> tuple[str, int | None]:
     """``name`` (the latest version) or ``name@v2`` (pinned)."""
-    if not isinstance(value, str) or not (m := _REF.match(value)) or not _NAME.match(m["name"]):
+    if (
+        not isinstance(value, str)
+        or not (m := _REF.fullmatch(value))
+        or not _NAME.fullmatch(m["name"])
+        or len(m["name"]) > MAX_NAME_CHARS
+    ):
         raise invalid(
             "'classifier' must be a saved classifier's name, optionally pinned as 'name@v2'", "classifier"
         )
-    return m["name"], int(m["version"]) if m["version"] else None
+    version = m["version"]
+    if version is not None and (len(version) > 10 or int(version) > MAX_VERSION):
+        raise invalid(f"A classifier version is at most {MAX_VERSION}; got '{value}'", "classifier")
+    return m["name"], int(version) if version else None
 
 
 def parse_definition(data: Any) -> tuple[str, Spec]:
@@ -284,7 +295,7 @@ def parse_definition(data: Any) -> tuple[str, Spec]:
         if name not in allowed:
             raise invalid(f"Unknown field '{name}'; accepted: {', '.join(sorted(allowed))}", name)
     name = _string(data.get("name"), "name", MAX_NAME_CHARS)
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise invalid(
             "'name' may use letters, digits, '_', '-' and '.', and must start with a letter or digit", "name"
         )

@@ -30,12 +30,18 @@ def _number(body: dict[str, Any], name: str, lo: float, hi: float) -> None:
         raise ValidationError(f"'{name}' must be a number between {lo:g} and {hi:g}; got {v!r}.", param=name)
 
 
-def _positive_int(body: dict[str, Any], name: str) -> int | None:
+# The largest count (of tokens, choices, dimensions) a request may ask for: what a 32-bit column or counter
+# holds, far past any model's limit, so no bigger number reaches a stored or computed value.
+MAX_COUNT = 2**31 - 1
+MAX_CHOICES = 128
+
+
+def _positive_int(body: dict[str, Any], name: str, most: int = MAX_COUNT) -> int | None:
     v = body.get(name)
     if v is None:
         return None
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValidationError(f"'{name}' must be a positive integer; got {v!r}.", param=name)
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= most:
+        raise ValidationError(f"'{name}' must be a positive integer up to {most}; got {v!r}.", param=name)
     return v
 
 
@@ -95,6 +101,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
     _number(body, "top_p", 0, 1)
     max_tokens = _positive_int(body, "max_tokens")
     max_completion = _positive_int(body, "max_completion_tokens")
+    _positive_int(body, "n", MAX_CHOICES)
     stop = body.get("stop")
     if stop is not None:
         if isinstance(stop, list):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tollgate.errors import ValidationError
+from tollgate.protocol.chat import MAX_COUNT
 from tollgate.tokens import count_text
 
 MAX_INPUTS = 2048
@@ -73,6 +74,10 @@ def parse_embeddings_request(body: Any) -> EmbeddingsRequest:
             f"'encoding_format' must be float or base64; got {fmt!r}.", param="encoding_format"
         )
     dims = body.get("dimensions")
-    if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int) or dims < 1):
-        raise ValidationError(f"'dimensions' must be a positive integer; got {dims!r}.", param="dimensions")
+    if dims is not None and (
+        isinstance(dims, bool) or not isinstance(dims, int) or not 1 <= dims <= MAX_COUNT
+    ):
+        raise ValidationError(
+            f"'dimensions' must be a positive integer up to {MAX_COUNT}; got {dims!r}.", param="dimensions"
+        )
     return EmbeddingsRequest(body, model, inputs)

@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from tollgate.errors import ValidationError
+from tollgate.protocol.chat import MAX_COUNT
 from tollgate.protocol.responses_output import ResponsesStreamEncoder, response_from_chat, responses_usage
 
 __all__ = [
@@ -270,9 +271,14 @@ def chat_request_from_responses(body: Any, *, stateful: bool = False) -> dict[st
 
     max_output = body.get("max_output_tokens")
     if max_output is not None:
-        if isinstance(max_output, bool) or not isinstance(max_output, int) or max_output < 1:
+        if (
+            isinstance(max_output, bool)
+            or not isinstance(max_output, int)
+            or not 1 <= max_output <= MAX_COUNT
+        ):
             raise _invalid(
-                f"'max_output_tokens' must be a positive integer; got {max_output!r}.", "max_output_tokens"
+                f"'max_output_tokens' must be a positive integer up to {MAX_COUNT}; got {max_output!r}.",
+                "max_output_tokens",
             )
         out["max_tokens"] = max_output
     for key in ("temperature", "top_p", "user"):

@@ -40,6 +40,7 @@ from tollgate.routing.catalog import Target
 from tollgate.services.context import RequestContext, UsageCollector
 from tollgate.settings import Pricing, TierConfig
 from tollgate.storage.base import UsageRow
+from tollgate.storage.outage import database_errors
 
 log = logging.getLogger("tollgate.billing")
 
@@ -171,7 +172,8 @@ class Billing:
         ctx.grant = await self.limiter.acquire(ctx.principal.key_id, limits, prompt_tokens + max_output)
         prices = [pricing] if pricing is not None else [t.pricing for t in targets]
         amount = max(max_cost(prompt_tokens, max_output, p) for p in prices)
-        return await self.ledger.reserve(ctx.principal.account_id, amount)
+        with database_errors():  # an account's balance not yet in memory is loaded from the database
+            return await self.ledger.reserve(ctx.principal.account_id, amount)
 
     def stream_opened(
         self, ctx: RequestContext, target: Target, prompt_tokens: int, attempts: int, ttft_ms: float | None

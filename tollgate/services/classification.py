@@ -1,5 +1,15 @@
 """The classification pipeline (``/v1/classify``, ``/v1/tag`` and their batch forms):
-authenticate → validate → resolve the saved classifier → cache lookup → admit → score → settle.
+authenticate → validate → resolve the saved classifier → cache lookup → admit → read the document → score →
+settle.
+
+A ``file`` (PDF or DOCX) is read only once the request is admitted, in a bounded worker process
+(``classify/worker.py``, limits in ``classification.documents``), so a document nobody pays for is never
+parsed. Its cache key is the file's hash, not its text. The local backend admits it for the most the
+model can read of one text (``LOCAL_TOKEN_BOUND``, its ``max_seq_length``) and settles the tokens it read.
+The LLM backend's calls are admitted with their text, which needs the document read first: before reading
+it, the account must be able to pay for the most text it can hold (``documents.max_text_chars`` as tokens,
+less for a DOCX whose ``document.xml`` is smaller) at the model's prompt price; that hold is released once
+the document is read.
 
 Two backends, chosen per saved classifier or by the operator's default (``classification.backend``):
 
@@ -27,15 +37,18 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
 import orjson
 
 from tollgate.accounts.balances import Reservation
+from tollgate.accounts.pricing import max_cost
 from tollgate.classify import llm, scoring
+from tollgate.classify.bounds import docx_text_bound
 from tollgate.classify.cache import cache_key
-from tollgate.classify.documents import PDF_MAGIC, ZIP_MAGIC, extract_pages, render_docx, render_pdf
+from tollgate.classify.documents import PDF_MAGIC, ZIP_MAGIC
 from tollgate.classify.local import LocalClassifier, multi_result
 from tollgate.classify.request import (
     ClassifyRequest,
@@ -46,6 +59,7 @@ from tollgate.classify.request import (
     parse_ref,
     parse_request,
 )
+from tollgate.classify.worker import DocumentWorker
 from tollgate.errors import NotFoundError, TollgateError, UpstreamUnavailableError
 from tollgate.local.embedder import MODEL_NAME, Embedder
 from tollgate.providers.usage import Usage
@@ -56,9 +70,13 @@ from tollgate.services.context import JsonReply, RequestContext, UsageCollector
 from tollgate.services.pipeline import Pipeline
 from tollgate.settings import ClassificationConfig, Pricing
 from tollgate.storage.base import ClassifierRecord, Storage
+from tollgate.storage.outage import database_errors
 from tollgate.tokens import count_messages
 
 LLM_CONCURRENCY = 8
+# The most tokens the local model reads of one text (all-MiniLM-L6-v2's ``max_seq_length``): what a document
+# is admitted for while the model is not loaded yet.
+LOCAL_TOKEN_BOUND = 256
 
 log = logging.getLogger("tollgate.classify")
 
@@ -100,6 +118,7 @@ class ClassificationService(Pipeline):
         self.config = config
         self.embedder = embedder
         self.local = LocalClassifier(embedder)
+        self.documents = DocumentWorker(config.documents)
         self._preload: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -142,7 +161,8 @@ class ClassificationService(Pipeline):
 
     async def _load(self, account_id: str, ref: str) -> ClassifierRecord:
         name, version = parse_ref(ref)
-        record = await self.storage.get_classifier(account_id, name, version)
+        with database_errors():
+            record = await self.storage.get_classifier(account_id, name, version)
         if record is None:
             raise NotFoundError(f"No saved classifier '{ref}'", param="classifier")
         return record
@@ -159,8 +179,9 @@ class ClassificationService(Pipeline):
             backend = spec.backend or self.config.backend
             if backend == "llm" and not self.config.llm_model:
                 raise UpstreamUnavailableError("This server has no LLM classification model configured")
-            texts = await self._texts(req)
-            images = await self._images(req, backend)
+            texts = req.texts if req.texts else [""]
+            if req.file is not None:  # the document is read once admitted; until then, the request's text
+                texts = ["\n\n".join(req.texts)]
             keys = [self._key(ctx, backend, spec, t, req) for t in texts]
             items: list[Item | None] = [None] * len(texts)
             for i, message in req.item_errors.items():
@@ -173,6 +194,9 @@ class ClassificationService(Pipeline):
                         items[i] = Item(result=orjson.loads(entry.body), hit=True, age=age)
             todo = [i for i, item in enumerate(items) if item is None]
             if todo and backend == "llm":
+                images = list(req.images)
+                if req.file is not None:
+                    texts, images = await self._read_for_llm(ctx, req)
                 settled = True  # the model calls settle the row (one call) or are merged into it (several)
                 done = await self._llm(ctx, spec, [texts[i] for i in todo], images, batch=req.batch)
             elif todo:
@@ -214,21 +238,32 @@ class ClassificationService(Pipeline):
             spec.labels, spec.descriptions, spec.examples, spec.text_type, mode, threshold, spec.backend
         )
 
-    async def _texts(self, req: ClassifyRequest) -> list[str]:
-        if req.file is None:
-            return req.texts if req.texts else [""]
-        pages = await asyncio.to_thread(extract_pages, req.file)
-        return ["\n\n".join([*req.texts, *(p for p in pages if p)])]
+    async def _document_text(self, req: ClassifyRequest) -> str:
+        """The request's text followed by the document's, page by page (read in a bounded worker)."""
+        assert req.file is not None
+        pages = await self.documents.pages(req.file)
+        return "\n\n".join([*req.texts, *(p for p in pages if p)])
 
-    async def _images(self, req: ClassifyRequest, backend: str) -> list[str]:
-        """The request's images, plus each page of a PDF or DOCX when the LLM backend's model takes images."""
-        images = list(req.images)
-        if req.file is not None and backend == "llm" and self._vision():
-            render = render_pdf if req.file.startswith(PDF_MAGIC) else render_docx
-            if req.file.startswith((PDF_MAGIC, ZIP_MAGIC)):
-                pages = await asyncio.to_thread(render, req.file)
+    async def _read_for_llm(self, ctx: RequestContext, req: ClassifyRequest) -> tuple[list[str], list[str]]:
+        """The text and images of a request with a document, for the LLM backend: the request's images plus
+        each page rendered, when the model takes images. Read only while the account holds, reserved, what
+        the document's text could cost at most (see the module docstring)."""
+        assert req.file is not None and ctx.principal is not None and self.config.llm_model is not None
+        limits = self.config.documents
+        chars = docx_text_bound(req.file, limits) if req.file.startswith(ZIP_MAGIC) else limits.max_text_chars
+        tokens = chars + sum(len(t) for t in req.texts)
+        targets = self.router.catalog.targets(self.config.llm_model)
+        amount = max((max_cost(tokens, 0, t.pricing) for t in targets), default=Decimal(0))
+        hold = await self.billing.ledger.reserve(ctx.principal.account_id, amount)
+        try:
+            texts = [await self._document_text(req)]
+            images = list(req.images)
+            if self._vision() and req.file.startswith((PDF_MAGIC, ZIP_MAGIC)):
+                pages = await self.documents.render(req.file)
                 images += ["data:image/png;base64," + base64.b64encode(p).decode() for p in pages]
-        return images
+        finally:
+            self.billing.ledger.settle(hold, Decimal(0))
+        return texts, images
 
     def _vision(self) -> bool:
         model = self.router.catalog.models.get(self.config.llm_model or "")
@@ -273,13 +308,22 @@ class ClassificationService(Pipeline):
             raise invalid(
                 "Images need the LLM classification backend; this server classifies locally", "image"
             )
+        pricing = self._price(req)
+        if req.file is not None:
+            # Admitted for the most the model reads of one text, before the document is read (and before
+            # the model is loaded, so a request that cannot pay never loads it).
+            bound = self.embedder.max_seq_length if self.embedder.loaded else LOCAL_TOKEN_BOUND
+            held.append(await self.billing.admit(ctx, [], bound, 0, pricing=pricing))
+            texts = [await self._document_text(req)]
         if any(not t.strip() for t in texts):
             raise invalid("The document has no text to classify", "file")
-        pricing = self._price(req)
         tokens = await self.local.count_tokens(texts)
         usage = Usage(prompt_tokens=sum(tokens))
-        reservation = await self.billing.admit(ctx, [], usage.prompt_tokens, 0, pricing=pricing)
-        held.append(reservation)
+        if req.file is not None:
+            reservation = held[0]
+        else:
+            reservation = await self.billing.admit(ctx, [], usage.prompt_tokens, 0, pricing=pricing)
+            held.append(reservation)
         results = await self.local.classify(spec, texts)
         self.billing.finish(
             ctx, reservation, status=200, model=MODEL_NAME, usage=usage, pricing=pricing, provider="local"

@@ -38,6 +38,7 @@ from tollgate.services.cache import Lookup, ResponseCache
 from tollgate.services.context import JsonReply, RequestContext, StreamReply
 from tollgate.services.pipeline import Pipeline, final_failure
 from tollgate.services.request_log import RequestLogger
+from tollgate.storage.outage import outage
 from tollgate.tokens import count_messages, count_text
 
 log = logging.getLogger("tollgate.completions")
@@ -68,11 +69,37 @@ class NativeRequest:
             self.body.pop(name, None)
 
 
+# Deepest nesting a request body may have: orjson writes at most 255 levels, and the gateway wraps a body in a
+# few levels of its own (translations, request logs) before writing it again.
+MAX_JSON_DEPTH = 128
+
+
 def parse_json(raw: bytes) -> Any:
+    """The decoded body; 400 when it is not JSON or is nested deeper than ``MAX_JSON_DEPTH``."""
     try:
-        return orjson.loads(raw)
+        data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ValidationError(f"The request body is not valid JSON: {exc}.") from None
+    # Counting brackets is a byte scan; only a body with that many of them is walked.
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and json_depth(data) > MAX_JSON_DEPTH:
+        raise ValidationError(f"The request body is nested deeper than {MAX_JSON_DEPTH} levels.")
+    return data
+
+
+def json_depth(value: Any, stop: int = MAX_JSON_DEPTH) -> int:
+    """How deeply ``value``'s arrays and objects nest (the walk stops once past ``stop``)."""
+    deepest = 0
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > stop:
+            return deepest
+        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
 
 
 def estimate_usage(req: ChatRequest, completion_text: str) -> Usage:
@@ -165,6 +192,9 @@ class CompletionService(Pipeline):
             self._cancelled(ctx, reservation, model)
             raise
         except Exception as exc:
+            if (down := outage(exc)) is not None:  # the database, reached somewhere else on the way
+                self._failed(ctx, reservation, model, down)
+                raise down from None
             # A defect, not the client's fault: still one usage row and the reservation released.
             log.exception("request %s failed inside the gateway", ctx.request_id)
             internal = TollgateError("Internal error in the gateway; it has been logged. Retry the request.")

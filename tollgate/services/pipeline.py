@@ -22,6 +22,7 @@ from tollgate.routing.catalog import Target
 from tollgate.routing.router import Router
 from tollgate.services.billing import CLIENT_CLOSED, Billing, models_refused
 from tollgate.services.context import JsonReply, RequestContext, StreamReply
+from tollgate.storage.outage import database_errors
 
 
 def final_failure(errors: list[UpstreamError]) -> UpstreamError:
@@ -46,7 +47,8 @@ class Pipeline:
         self.retry = RetryPolicy(router.config)
 
     async def _authenticate(self, ctx: RequestContext) -> None:
-        ctx.principal = await self.auth.from_headers(ctx.authorization, ctx.x_api_key)
+        with database_errors():  # a key not in the cache is looked up in the database
+            ctx.principal = await self.auth.from_headers(ctx.authorization, ctx.x_api_key)
 
     def _plan(self, ctx: RequestContext, req: ChatRequest) -> list[Target]:
         """The routing plan. A key limited to some models is refused any other model it names (fallbacks
