@@ -1,4 +1,4 @@
-"""``tollgate``: serve, simulate, keys create|list|revoke, balance add|show.
+"""``tollgate``: serve, worker, simulate, keys create|list|revoke, balance add|show.
 
 Every command takes ``--config FILE`` (default: ``$TOLLGATE_CONFIG``, then the bundled example) and
 ``--json`` for machine-readable output.
@@ -132,6 +132,27 @@ def serve(
         access_log=False,
         timeout_graceful_shutdown=30,
     )
+
+
+@app.command()
+def worker(
+    config: ConfigOpt = None,
+    count: Annotated[int, typer.Option(help="Worker tasks (default: batch.workers, at least 1).")] = 0,
+    log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
+) -> None:
+    """Run batch workers alone (no HTTP): they share the jobs of the configured database with every other
+    worker and gateway, on any number of machines (PostgreSQL), until interrupted."""
+    import logging
+
+    from tollgate.jobs.runtime import run_workers
+
+    settings = _settings(config)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    n = count or max(1, settings.config.batch.workers)
+    typer.echo(
+        f"tollgate worker: {n} task(s), config {settings.source}, database {settings.database_url}", err=True
+    )
+    asyncio.run(run_workers(settings, n))
 
 
 @app.command()

@@ -7,9 +7,16 @@ import asyncio
 import contextlib
 import logging
 
+from tollgate.accounts.backends import open_account_state
+from tollgate.accounts.usage import UsageWriter
+from tollgate.classify.local import LocalClassifier
 from tollgate.jobs.objects import LocalObjectStore, ObjectStore
+from tollgate.jobs.store import JobStore
 from tollgate.jobs.worker import Worker
-from tollgate.settings import BatchConfig
+from tollgate.local.embedder import get_embedder
+from tollgate.services.billing import Billing
+from tollgate.settings import BatchConfig, Settings
+from tollgate.storage import open_storage
 
 log = logging.getLogger("tollgate.jobs")
 
@@ -45,3 +52,37 @@ class WorkerPool:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+
+
+async def run_workers(settings: Settings, count: int, stop: asyncio.Event | None = None) -> None:
+    """``tollgate worker``: ``count`` workers and nothing else (no HTTP), until ``stop`` is set."""
+    server = settings.server
+    store = open_storage(settings.database_url)
+    await store.migrate()
+    shared = open_account_state(settings, store)
+    writer = UsageWriter(store, shared.ledger, refresh_every=server.balance_refresh_interval)
+    billing = Billing(
+        shared.ledger, writer, shared.limiter, server.tiers, server.default_tier, shared.allowance
+    )
+    batch = settings.config.batch
+    objects = open_objects(batch)
+    worker = Worker(
+        JobStore(store.engine),
+        objects,
+        billing,
+        LocalClassifier(get_embedder()),
+        batch,
+        settings.config.classification.prices.batch,
+    )
+    pool = WorkerPool(worker, count)
+    writer.start()
+    pool.start()
+    try:
+        await (stop or asyncio.Event()).wait()
+    finally:
+        await pool.stop()
+        await billing.drain()
+        await writer.stop()
+        await objects.close()
+        await shared.close()
+        await store.close()
