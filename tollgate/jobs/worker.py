@@ -21,12 +21,11 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from tollgate.accounts.keys import Principal
-from tollgate.classify.local import LocalClassifier
 from tollgate.classify.request import Spec
 from tollgate.errors import InsufficientBalanceError, RateLimitError, TollgateError
 from tollgate.jobs.lines import Line, iter_lines, parse_line, split
@@ -43,6 +42,14 @@ log = logging.getLogger("tollgate.jobs")
 
 SPLIT_BATCH = 500  # chunk rows inserted per transaction while splitting
 RETRY_DELAY = 5.0  # seconds before a chunk that failed unexpectedly is tried again
+
+
+class Scorer(Protocol):
+    """What a worker classifies with: ``classify.local.LocalClassifier`` (the bundled model)."""
+
+    async def count_tokens(self, texts: list[str]) -> list[int]: ...
+
+    async def classify(self, spec: Spec, texts: list[str]) -> list[dict[str, Any]]: ...
 
 
 def part_key(job_id: str, idx: int) -> str:
@@ -100,7 +107,7 @@ class Worker:
         jobs: JobStore,
         objects: ObjectStore,
         billing: Billing,
-        classifier: LocalClassifier,
+        classifier: Scorer,
         config: BatchConfig,
         price: Decimal,
     ) -> None:
