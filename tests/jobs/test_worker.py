@@ -213,7 +213,8 @@ async def test_the_balance_running_out_fails_the_job_and_a_restart_resumes_it(
     assert job is not None and job.status == "failed" and job.chunks_done == 3
     assert job.error == {
         "code": "INSUFFICIENT_BALANCE",
-        "message": "The balance does not cover lines 301-400; add credit and start the job again: it resumes from there",
+        "message": "The balance does not cover lines 301-400; add credit and start the job again: "
+        "it resumes from there",
     }
     account = await storage.find_account("acme")
     assert account is not None
