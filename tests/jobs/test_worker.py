@@ -59,12 +59,17 @@ async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         url = pg_url(request.getfixturevalue("pg_database"))
     store = open_storage(url)
     await store.migrate()
-    async with store.engine.begin() as conn:
-        for table in ("batch_chunks", "batch_jobs", "usage", "balance_events", "api_keys", "accounts"):
-            await conn.execute(sa.text(f"DELETE FROM {table}"))
+
+    async def empty() -> None:
+        async with store.engine.begin() as conn:
+            for table in ("batch_chunks", "batch_jobs", "usage", "balance_events", "api_keys", "accounts"):
+                await conn.execute(sa.text(f"DELETE FROM {table}"))
+
+    await empty()
     try:
         yield store
     finally:
+        await empty()  # the PostgreSQL database is shared with tests/storage/test_sql.py
         await store.close()
 
 
