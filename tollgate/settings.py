@@ -307,6 +307,7 @@ class BatchConfig(_Strict):
     active_jobs: int = Field(default=1, gt=0)
     lease_seconds: float = Field(default=60.0, gt=0)
     poll_interval: float = Field(default=1.0, gt=0)
+    retry_seconds: float = Field(default=5.0, ge=0, description="wait before a failed chunk is tried again")
     url_ttl: int = Field(default=3600, gt=0, description="seconds a presigned upload or download URL lasts")
 
     @model_validator(mode="after")

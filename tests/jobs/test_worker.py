@@ -22,7 +22,7 @@ from tollgate.accounts.usage import UsageWriter
 from tollgate.classify.request import Spec
 from tollgate.jobs.objects import LocalObjectStore
 from tollgate.jobs.store import ChunkOutcome, JobStore, new_job_id
-from tollgate.jobs.worker import Worker, part_key, results_key
+from tollgate.jobs.worker import MAX_ATTEMPTS, Worker, part_key, results_key
 from tollgate.services.billing import Billing
 from tollgate.settings import BatchConfig
 from tollgate.storage import SqlStorage, open_storage
@@ -269,3 +269,29 @@ async def test_one_active_job_per_account_is_enforced_atomically(storage: SqlSto
     started = await asyncio.gather(*(h.jobs.start(j, 2, 0, time.time()) for j in others))
     assert sorted(started) == [False, False, False, True]  # limit 2: one was processing already
     assert await h.jobs.active_count(account.id) == 2
+
+
+async def test_a_chunk_that_keeps_failing_fails_the_job_after_its_attempts(
+    storage: SqlStorage, tmp_path: Path
+) -> None:
+    h = Harness(storage, tmp_path)
+    h.config = h.config.model_copy(update={"retry_seconds": 0})
+
+    async def broken(spec: Spec, texts: list[str]) -> list[dict[str, Any]]:  # noqa: ARG001
+        raise RuntimeError("model exploded")
+
+    h.scorer.classify = broken  # type: ignore[method-assign]
+    job_id = await h.job(ndjson(150))
+    await h.drain(h.worker())
+    job = await h.jobs.get(job_id)
+    assert job is not None and job.status == "failed"
+    assert job.error == {
+        "code": "INTERNAL_ERROR",
+        "message": f"Lines 1-100 failed {MAX_ATTEMPTS} times: internal error (logged)",
+    }
+    assert await h.rows() == [] and await h.balance() == Decimal(1000)  # failed work is not billed
+    assert await h.jobs.start(job, 1, 0, time.time())  # a restart tries again, with fresh attempts
+    h.scorer.classify = FakeScorer().classify  # type: ignore[method-assign]
+    await h.drain(h.worker())
+    job = await h.jobs.get(job_id)
+    assert job is not None and job.status == "completed" and job.requests_completed == 150

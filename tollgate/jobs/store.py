@@ -63,6 +63,7 @@ class ChunkClaim:
     first_line: int
     lines: int
     token: str
+    attempts: int  # this claim included
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +192,14 @@ class JobStore:
                     completed_at=None,
                 )
             )
-        return bool(res.rowcount == 1)
+            if res.rowcount != 1:
+                return False
+            # A restarted job's failing chunks get their attempts back.
+            ch = batch_chunks.c
+            await conn.execute(
+                update(batch_chunks).where(ch.job_id == job.id, ch.status != "done").values(attempts=0)
+            )
+        return True
 
     async def active_count(self, account_id: str) -> int:
         q = select(func.count()).where(batch_jobs.c.account_id == account_id, batch_jobs.c.status == ACTIVE)
@@ -379,7 +387,14 @@ class JobStore:
             ).one()
             job = (await conn.execute(select(batch_jobs).where(j.id == found.job_id))).one()
         return ChunkClaim(
-            _job(job), row.idx, row.start_offset, row.end_offset, row.first_line, row.lines, token
+            _job(job),
+            row.idx,
+            row.start_offset,
+            row.end_offset,
+            row.first_line,
+            row.lines,
+            token,
+            row.attempts,
         )
 
     async def renew_chunk(self, claim: ChunkClaim, until: float) -> bool:

@@ -41,7 +41,7 @@ from tollgate.storage.base import UsageRow
 log = logging.getLogger("tollgate.jobs")
 
 SPLIT_BATCH = 500  # chunk rows inserted per transaction while splitting
-RETRY_DELAY = 5.0  # seconds before a chunk that failed unexpectedly is tried again
+MAX_ATTEMPTS = 5  # claims of one chunk before its failure fails the job (a restart tries again)
 
 
 class Scorer(Protocol):
@@ -208,7 +208,7 @@ class Worker:
         try:
             results, row = await self._classify(claim, principal_of(key), parsed)
         except RateLimitError as err:
-            wait = float(err.headers.get("Retry-After", RETRY_DELAY))
+            wait = float(err.headers.get("Retry-After", self.config.retry_seconds))
             await self.jobs.release_chunk(claim, time.time() + wait)
             return
         except InsufficientBalanceError as err:
@@ -220,9 +220,22 @@ class Worker:
             )
             await self.jobs.fail(job.id, _error(err.code, message), time.time())
             return
-        except TollgateError as err:
-            log.warning("batch %s chunk %d: %s", job.id, claim.idx, err.message)
-            await self.jobs.release_chunk(claim, time.time() + RETRY_DELAY)
+        except Exception as err:
+            message = err.message if isinstance(err, TollgateError) else "internal error (logged)"
+            log.warning(
+                "batch %s chunk %d failed: %r",
+                job.id,
+                claim.idx,
+                err,
+                exc_info=not isinstance(err, TollgateError),
+            )
+            if claim.attempts < MAX_ATTEMPTS:
+                await self.jobs.release_chunk(claim, time.time() + self.config.retry_seconds)
+                return
+            await self.jobs.release_chunk(claim)
+            last = claim.first_line + claim.lines - 1
+            summary = f"Lines {claim.first_line}-{last} failed {claim.attempts} times: {message}"
+            await self.jobs.fail(job.id, _error(getattr(err, "code", "INTERNAL_ERROR"), summary), time.time())
             return
         await self.objects.put(
             part_key(job.id, claim.idx), b"".join(orjson.dumps(r) + b"\n" for r in results)
