@@ -1,4 +1,4 @@
-"""``tollgate``: serve, worker, simulate, keys create|list|revoke, balance add|show.
+"""``tollgate``: serve, worker, batch, simulate, keys create|list|revoke, balance add|show.
 
 Every command takes ``--config FILE`` (default: ``$TOLLGATE_CONFIG``, then the bundled example) and
 ``--json`` for machine-readable output.
@@ -19,6 +19,7 @@ import typer
 from tollgate.accounts.keys import Principal, generate_key
 from tollgate.accounts.ratelimit import limits_for
 from tollgate.errors import ConfigError
+from tollgate.jobs.cli import batch_app
 from tollgate.settings import ServerConfig, Settings, load_settings
 from tollgate.storage import AccountRecord, SqlStorage, open_storage
 from tollgate.storage.base import KeyRecord
@@ -32,6 +33,7 @@ keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API k
 balance_app = typer.Typer(no_args_is_help=True, help="Show and top up account balances.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(balance_app, name="balance")
+app.add_typer(batch_app, name="batch")
 
 ConfigOpt = Annotated[str | None, typer.Option("--config", "-c", help="YAML config file.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
