@@ -14,7 +14,7 @@ import secrets
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from tollgate.errors import PayloadTooLargeError
 
@@ -146,11 +146,8 @@ class LocalObjectStore:
         return None
 
 
-def _sync_close(f: object) -> None:
+def _sync_close(f: BinaryIO) -> None:
     """Flush and fsync a file, then close it: a result checkpointed in the database is on disk."""
-    import io
-
-    assert isinstance(f, io.BufferedWriter)
     f.flush()
     os.fsync(f.fileno())
     f.close()
