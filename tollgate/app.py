@@ -20,6 +20,10 @@ from tollgate.api.asgi import GatewayApp
 from tollgate.api.errors import handle_http_exception, handle_tollgate_error, handle_unexpected
 from tollgate.api.routes import routes
 from tollgate.errors import TollgateError
+from tollgate.jobs.runtime import WorkerPool, open_objects
+from tollgate.jobs.service import BatchService
+from tollgate.jobs.store import JobStore
+from tollgate.jobs.worker import Worker
 from tollgate.local.embedder import get_embedder
 from tollgate.providers.registry import build_provider
 from tollgate.routing.auto.chooser import load_auto_router
@@ -32,7 +36,7 @@ from tollgate.services.completions import CompletionService
 from tollgate.services.embeddings import EmbeddingsService
 from tollgate.services.request_log import RequestLogger
 from tollgate.settings import Settings
-from tollgate.storage import Storage, open_storage
+from tollgate.storage import SqlStorage, Storage, open_storage
 from tollgate.tokens import warm_up
 
 log = logging.getLogger("tollgate")
@@ -87,10 +91,21 @@ def create_app(settings: Settings, storage: Storage | None = None) -> GatewayApp
         app.state.classification = ClassificationService(
             router, app.state.completions, store, settings.config.classification, get_embedder()
         )
+        batch = settings.config.batch
+        objects = open_objects(batch)
+        pool: WorkerPool | None = None
+        if isinstance(store, SqlStorage):
+            jobs = JobStore(store.engine)
+            classification = app.state.classification
+            app.state.batch = BatchService(classification, jobs, objects, batch)
+            worker = Worker(jobs, objects, billing, classification.local, batch, app.state.batch.price)
+            pool = WorkerPool(worker, batch.workers)
         await asyncio.to_thread(warm_up)
         writer.start()
         purger.start()
         app.state.classification.start()
+        if pool is not None:
+            pool.start()
         # What start-up built (modules, config, catalogs) lives as long as the process: move it out of the
         # collector's generations, so the full collections that requests' garbage triggers need not walk
         # it again (measured with bench/pipeline.py: ~15 µs a request on average).
@@ -105,6 +120,9 @@ def create_app(settings: Settings, storage: Storage | None = None) -> GatewayApp
         try:
             yield
         finally:
+            if pool is not None:
+                await pool.stop()
+            await objects.close()
             await purger.stop()
             await billing.drain()
             await writer.stop()

@@ -1,4 +1,4 @@
-"""``tollgate``: serve, simulate, keys create|list|revoke, balance add|show.
+"""``tollgate``: serve, worker, batch, simulate, keys create|list|revoke, balance add|show.
 
 Every command takes ``--config FILE`` (default: ``$TOLLGATE_CONFIG``, then the bundled example) and
 ``--json`` for machine-readable output.
@@ -19,6 +19,7 @@ import typer
 from tollgate.accounts.keys import Principal, generate_key
 from tollgate.accounts.ratelimit import limits_for
 from tollgate.errors import ConfigError
+from tollgate.jobs.cli import batch_app
 from tollgate.settings import ServerConfig, Settings, load_settings
 from tollgate.storage import AccountRecord, SqlStorage, open_storage
 from tollgate.storage.base import KeyRecord
@@ -32,6 +33,7 @@ keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API k
 balance_app = typer.Typer(no_args_is_help=True, help="Show and top up account balances.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(balance_app, name="balance")
+app.add_typer(batch_app, name="batch")
 
 ConfigOpt = Annotated[str | None, typer.Option("--config", "-c", help="YAML config file.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -133,6 +135,27 @@ def serve(
         timeout_graceful_shutdown=30,
         **uvicorn_options(settings.server),  # httptools, with the server's header, body and connection limits
     )
+
+
+@app.command()
+def worker(
+    config: ConfigOpt = None,
+    count: Annotated[int, typer.Option(help="Worker tasks (default: batch.workers, at least 1).")] = 0,
+    log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
+) -> None:
+    """Run batch workers alone (no HTTP): they share the jobs of the configured database with every other
+    worker and gateway, on any number of machines (PostgreSQL), until interrupted."""
+    import logging
+
+    from tollgate.jobs.runtime import run_workers
+
+    settings = _settings(config)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    n = count or max(1, settings.config.batch.workers)
+    typer.echo(
+        f"tollgate worker: {n} task(s), config {settings.source}, database {settings.database_url}", err=True
+    )
+    asyncio.run(run_workers(settings, n))
 
 
 @app.command()

@@ -184,6 +184,7 @@ class TierConfig(_Strict):
     tpm: int | None = Field(default=None, gt=0, description="tokens per minute")
     concurrency: int | None = Field(default=None, gt=0, description="requests in flight")
     cache_ttl: float = Field(default=300.0, ge=0, description="seconds a cached response is served")
+    batch_jobs: int | None = Field(default=None, gt=0, description="batch jobs processing at once")
 
 
 def default_tiers() -> dict[str, TierConfig]:
@@ -331,6 +332,38 @@ class ClassificationConfig(_Strict):
         return self
 
 
+class BatchConfig(_Strict):
+    """Async batch jobs (``tollgate/jobs``): where their files live, how big they may be, who works on them.
+
+    ``storage``: ``local`` (files under ``path``) or ``s3`` (an S3-compatible store: ``bucket``, ``endpoint_url``,
+    ``region``, ``access_key_id`` / ``secret_access_key``; uploads and downloads then go straight to the store
+    through presigned URLs). ``workers``: worker tasks each ``tollgate serve`` runs (0: none; ``tollgate
+    worker`` runs them alone). ``active_jobs``: jobs an account may have processing at once, unless its key's
+    tier sets ``batch_jobs``."""
+
+    storage: Literal["local", "s3"] = "local"
+    path: str = "./tollgate-batch"
+    bucket: str | None = None
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    max_input_bytes: int = Field(default=5 * 1024**3, gt=0)
+    chunk_lines: int = Field(default=1000, gt=0, le=100_000)
+    workers: int = Field(default=1, ge=0)
+    active_jobs: int = Field(default=1, gt=0)
+    lease_seconds: float = Field(default=60.0, gt=0)
+    poll_interval: float = Field(default=1.0, gt=0)
+    retry_seconds: float = Field(default=5.0, ge=0, description="wait before a failed chunk is tried again")
+    url_ttl: int = Field(default=3600, gt=0, description="seconds a presigned upload or download URL lasts")
+
+    @model_validator(mode="after")
+    def _s3_needs_bucket(self) -> BatchConfig:
+        if self.storage == "s3" and not self.bucket:
+            raise ValueError("bucket: the s3 storage needs a bucket name")
+        return self
+
+
 class Config(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
@@ -339,6 +372,7 @@ class Config(_Strict):
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
     classification: ClassificationConfig = Field(default_factory=ClassificationConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
 
     @model_validator(mode="after")
     def _references(self) -> Config:

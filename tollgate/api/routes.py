@@ -2,6 +2,17 @@
 
 from starlette.routing import BaseRoute, Route
 
+from tollgate.api.batch import (
+    cancel_batch,
+    create_batch,
+    delete_batch,
+    download_results,
+    get_batch,
+    get_results,
+    list_batches,
+    start_batch,
+    upload_input,
+)
 from tollgate.api.classify import (
     classify,
     classify_batch,
@@ -44,5 +55,14 @@ def routes() -> list[BaseRoute]:
             Route(f"{prefix}/classifiers", create_classifier, methods=["POST"]),
             Route(f"{prefix}/classifiers", list_classifiers, methods=["GET"]),
             Route(f"{prefix}/classifiers/{{name}}", get_classifier, methods=["GET"]),
+            Route(f"{prefix}/batch", create_batch, methods=["POST"]),
+            Route(f"{prefix}/batch", list_batches, methods=["GET"]),
+            Route(f"{prefix}/batch/{{job_id}}", get_batch, methods=["GET"]),
+            Route(f"{prefix}/batch/{{job_id}}", delete_batch, methods=["DELETE"]),
+            Route(f"{prefix}/batch/{{job_id}}/input", upload_input, methods=["PUT", "POST"]),
+            Route(f"{prefix}/batch/{{job_id}}/start", start_batch, methods=["POST"]),
+            Route(f"{prefix}/batch/{{job_id}}/cancel", cancel_batch, methods=["POST"]),
+            Route(f"{prefix}/batch/{{job_id}}/results", get_results, methods=["GET"]),
+            Route(f"{prefix}/batch/{{job_id}}/results/content", download_results, methods=["GET"]),
         ]
     return table

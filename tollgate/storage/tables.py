@@ -122,3 +122,51 @@ request_logs = Table(
     Column("output", Text, nullable=True),
 )
 Index("ix_request_logs_expires", request_logs.c.expires_at)
+
+# 0007: async batch jobs (``tollgate/jobs``): one row per job, one per newline-aligned chunk of its input
+batch_jobs = Table(
+    "batch_jobs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("key_id", String(40), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("input_key", String(200), nullable=False),
+    Column("input_bytes", BigInteger, nullable=True),
+    Column("requests_total", Integer, nullable=True),
+    Column("requests_completed", Integer, nullable=False, default=0),
+    Column("requests_failed", Integer, nullable=False, default=0),
+    Column("estimated_tokens", BigInteger, nullable=True),
+    Column("actual_tokens", BigInteger, nullable=False, default=0),
+    Column("cost_units", BigInteger, nullable=False, default=0),
+    Column("chunks_total", Integer, nullable=True),  # NULL until the input has been split
+    Column("chunks_done", Integer, nullable=False, default=0),
+    Column("lease_token", String(40), nullable=True),  # who is splitting the input
+    Column("lease_until", Float, nullable=True),
+    Column("error", JSON, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("completed_at", Float, nullable=True),
+)
+Index("ix_batch_jobs_account_created", batch_jobs.c.account_id, batch_jobs.c.created_at)
+Index("ix_batch_jobs_status", batch_jobs.c.status)
+
+batch_chunks = Table(
+    "batch_chunks",
+    metadata,
+    Column("job_id", String(40), ForeignKey("batch_jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("idx", Integer, primary_key=True),
+    Column("start_offset", BigInteger, nullable=False),
+    Column("end_offset", BigInteger, nullable=False),
+    Column("first_line", BigInteger, nullable=False),  # 1-based number of the chunk's first line
+    Column("lines", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | running | done
+    Column("lease_token", String(40), nullable=True),
+    Column("lease_until", Float, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("completed", Integer, nullable=False, default=0),
+    Column("failed", Integer, nullable=False, default=0),
+    Column("tokens", BigInteger, nullable=False, default=0),
+)
+Index("ix_batch_chunks_status", batch_chunks.c.status, batch_chunks.c.lease_until)
