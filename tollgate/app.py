@@ -92,7 +92,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> GatewayApp
             router, app.state.completions, store, settings.config.classification, get_embedder()
         )
         batch = settings.config.batch
-        objects = open_objects(batch)
+        objects = open_objects(batch, settings.batch_dir())
         pool: WorkerPool | None = None
         if isinstance(store, SqlStorage):
             jobs = JobStore(store.engine)

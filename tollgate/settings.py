@@ -342,7 +342,7 @@ class BatchConfig(_Strict):
     tier sets ``batch_jobs``."""
 
     storage: Literal["local", "s3"] = "local"
-    path: str = "./tollgate-batch"
+    path: str | None = None  # local storage; unset: ``batch/`` beside the SQLite file or the config file
     bucket: str | None = None
     endpoint_url: str | None = None
     region: str = "us-east-1"
@@ -431,20 +431,31 @@ class Settings:
     def server(self) -> ServerConfig:
         return self.config.server
 
+    def batch_dir(self) -> Path:
+        """Where batch files live with ``batch.storage: local``: ``batch.path``, else beside the data."""
+        configured = self.config.batch.path
+        if configured:
+            return Path(configured)
+        return self._beside_data("batch") or Path("tollgate-batch")
+
+    def _beside_data(self, name: str) -> Path | None:
+        """``name`` next to the SQLite file, or next to the config file (``None`` for an in-memory database)."""
+        if self.database_url.startswith("sqlite"):
+            database = self.database_url.partition(":///")[2].partition("?")[0]
+            if not database or database == ":memory:":
+                return None
+            return Path(database).parent / name
+        if Path(self.source).is_file():
+            return Path(self.source).parent / name
+        return Path(name)
+
     @property
     def journal_dir(self) -> Path | None:
         """Where the usage journal lives (``None``: no journal: an in-memory database, or turned off)."""
         configured = self.server.journal_dir
         if configured is not None:
             return Path(configured) if configured else None
-        if self.database_url.startswith("sqlite"):
-            database = self.database_url.partition(":///")[2].partition("?")[0]
-            if not database or database == ":memory:":
-                return None
-            return Path(database).parent / "journal"
-        if Path(self.source).is_file():
-            return Path(self.source).parent / "journal"
-        return Path("journal")
+        return self._beside_data("journal")
 
 
 def _without_providers(config: Config, hidden: set[str]) -> Config:

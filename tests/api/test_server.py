@@ -22,7 +22,13 @@ from tollgate.settings import ServerConfig
 from tollgate.simulator import SimServer
 from tollgate.storage import open_storage
 
-LIMITS = {"header_timeout": 1.5, "body_timeout": 2.0, "idle_timeout": 1.0, "max_header_bytes": 16_384}
+LIMITS = {
+    "header_timeout": 1.5,
+    "body_timeout": 2.0,
+    "idle_timeout": 1.0,
+    "max_header_bytes": 16_384,
+    "body_limit": 65_536,
+}
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +150,45 @@ def test_a_slow_body_is_cut_after_the_body_timeout_with_408(served: tuple[Replic
     assert got.startswith(b"HTTP/1.1 408 "), got
     assert got.endswith(b"Request body not received within 2 s")
     assert 1.8 < lifetime < 5  # before: never cut
+
+
+def test_an_upload_past_the_body_limit_is_not_held_to_the_body_timeout(served: tuple[Replica, str]) -> None:
+    """A batch input bigger than ``body_limit`` sent steadily for longer than ``body_timeout`` is stored: only
+    the idle timeout applies past the limit (else an upload's size would be capped by the client's speed)."""
+    import httpx
+
+    replica, key = served
+    job = httpx.post(
+        replica.url + "/v1/batch", json={"labels": ["a", "b"]}, headers={"Authorization": f"Bearer {key}"}
+    ).json()
+    line = b'{"text": "' + b"x" * 1000 + b'"}\n'
+    body = line * 100  # 100 KB: over the 64 KB body limit
+    head = (
+        f"PUT /v1/batch/{job['job_id']}/input HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+        f"Content-Type: application/x-ndjson\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with connect(replica) as sock:
+        sock.sendall(head + body[:70_000])
+        started = time.monotonic()
+        rest = body[70_000:]
+        while rest:  # a line every 0.2 s: ~6 s, three times the body timeout, never idle for 1 s
+            sock.sendall(rest[:1002])
+            rest = rest[1002:]
+            time.sleep(0.2)
+        took = time.monotonic() - started
+        got = answer_once(sock)
+    assert took > 2 * LIMITS["body_timeout"]
+    assert got.startswith(b"HTTP/1.1 200 "), got[:300]
+    status = httpx.get(
+        replica.url + f"/v1/batch/{job['job_id']}", headers={"Authorization": f"Bearer {key}"}
+    ).json()
+    assert status["input_bytes"] == len(body)
+
+
+def answer_once(sock: socket.socket) -> bytes:
+    """The first bytes of the server's answer (the connection stays open: keep-alive)."""
+    sock.settimeout(10)
+    return sock.recv(65536)
 
 
 def test_a_silent_body_is_cut_after_the_idle_timeout(served: tuple[Replica, str]) -> None:

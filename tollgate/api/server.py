@@ -12,7 +12,9 @@ parser or the application runs:
 - request line and headers: at most ``max_header_bytes`` (431), at most ``max_headers`` headers (431),
   received within ``header_timeout`` seconds of the connection or of the request's first byte (408);
 - body: received within ``body_timeout`` seconds of the headers, with no silence longer than
-  ``idle_timeout`` seconds (408).
+  ``idle_timeout`` seconds (408). Past ``body_limit`` bytes (only upload routes, such as a batch job's
+  input, take more) the body is no longer held to ``body_timeout``, which would cap an upload's size by the
+  client's bandwidth; the idle timeout still applies.
 
 A refused connection gets a short plain-text answer (when it has sent part of a request) and is closed.
 """
@@ -42,6 +44,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._deadline = 0.0  # when the headers or the body must be complete (monotonic)
         self._last_read = 0.0
         self._timer: Any = None
+        self._body_bytes = 0  # of the request being read
 
     # connection --------------------------------------------------------------------------------------------
     def connection_made(self, transport: Transport) -> None:  # type: ignore[override]
@@ -95,6 +98,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
+            self._body_bytes += len(body)
             super().on_body(body)
 
     def on_message_complete(self) -> None:
@@ -113,6 +117,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._stop_clock()
         now = time.monotonic()
         self._deadline, self._last_read = now + self.limits.body_timeout, now
+        self._body_bytes = 0
         self._timer = self.loop.call_at(
             min(self._deadline, now + self.limits.idle_timeout), self._check_clock
         )
@@ -131,12 +136,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 self._refuse(408, f"Request headers not received within {self.limits.header_timeout:g} s")
             else:  # a connection that never sent a request: nothing to answer
                 self._close()
-        elif now >= self._deadline:
+        elif now >= self._deadline and self._body_bytes <= self.limits.body_limit:
             self._refuse(408, f"Request body not received within {self.limits.body_timeout:g} s")
         elif now - self._last_read >= self.limits.idle_timeout:
             self._refuse(408, f"No request body data for {self.limits.idle_timeout:g} s")
         else:
-            wake = min(self._deadline, self._last_read + self.limits.idle_timeout)
+            wake = self._last_read + self.limits.idle_timeout
+            if self._body_bytes <= self.limits.body_limit:
+                wake = min(self._deadline, wake)
             self._timer = self.loop.call_at(wake, self._check_clock)
 
     # refusals ----------------------------------------------------------------------------------------------

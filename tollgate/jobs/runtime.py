@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
 
 from tollgate.accounts.backends import open_account_state
 from tollgate.accounts.usage import UsageWriter
@@ -21,12 +22,13 @@ from tollgate.storage import open_storage
 log = logging.getLogger("tollgate.jobs")
 
 
-def open_objects(config: BatchConfig) -> ObjectStore:
+def open_objects(config: BatchConfig, root: Path | None = None) -> ObjectStore:
+    """The batch files' store; ``root``: the local directory (``Settings.batch_dir``)."""
     if config.storage == "s3":
         from tollgate.jobs.s3 import S3ObjectStore
 
         return S3ObjectStore(config)
-    return LocalObjectStore(config.path)
+    return LocalObjectStore(root or config.path or "tollgate-batch")
 
 
 class WorkerPool:
@@ -65,7 +67,7 @@ async def run_workers(settings: Settings, count: int, stop: asyncio.Event | None
         shared.ledger, writer, shared.limiter, server.tiers, server.default_tier, shared.allowance
     )
     batch = settings.config.batch
-    objects = open_objects(batch)
+    objects = open_objects(batch, settings.batch_dir())
     worker = Worker(
         JobStore(store.engine),
         objects,
