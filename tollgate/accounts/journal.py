@@ -108,7 +108,9 @@ class Journal:
         self._current: _Segment | None = None
         self._segments: list[_Segment] = []
         self._next = 1
-        self._held: dict[str, list[_Segment]] = {}
+        # Per uncommitted request, the segment(s) holding its records: one segment (the usual case: no list
+        # to allocate per request), or a list when a stream's records span several.
+        self._held: dict[str, _Segment | list[_Segment]] = {}
         self._sync: asyncio.TimerHandle | None = None
         self._syncing: asyncio.Task[None] | None = None
         self._unsynced = 0  # records appended since the last fdatasync began
@@ -157,10 +159,14 @@ class Journal:
         segment.size += len(line)
         held = self._held.get(request_id)
         if held is None:
-            self._held[request_id] = [segment]
+            self._held[request_id] = segment
             segment.held += 1
-        elif held[-1] is not segment:
-            held.append(segment)
+        elif isinstance(held, list):
+            if held[-1] is not segment:
+                held.append(segment)
+                segment.held += 1
+        elif held is not segment:
+            self._held[request_id] = [held, segment]
             segment.held += 1
         if segment.size >= SEGMENT_BYTES:
             self._retire(segment)
@@ -171,7 +177,10 @@ class Journal:
     def committed(self, rows: list[UsageRow]) -> None:
         """These rows are in the database (or set aside): their records are no longer needed."""
         for row in rows:
-            for segment in self._held.pop(row.request_id, ()):
+            held = self._held.pop(row.request_id, None)
+            if held is None:
+                continue
+            for segment in held if isinstance(held, list) else (held,):
                 segment.held -= 1
                 if segment.held == 0 and segment is self._current:
                     self._retire(segment)
