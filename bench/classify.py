@@ -194,8 +194,9 @@ def evaluate(emb: Embedder, s: LabelledSet, draws: int) -> dict[int, Cell]:
     return out
 
 
-def fit_constants(emb: Embedder, sets: dict[str, LabelledSet]) -> list[str]:
-    """Refit the temperature pairs on FIT_SETS only (zero-shot, and draw 0 of each k for few-shot)."""
+def fit_constants(emb: Embedder, sets: dict[str, LabelledSet], use: bool) -> list[str]:
+    """Refit the temperature pairs on FIT_SETS only (zero-shot, and draw 0 of each k for few-shot); ``use``:
+    score the table with them instead of the shipped ones."""
     zero: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
     few: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
     for name in FIT_SETS:
@@ -209,8 +210,10 @@ def fit_constants(emb: Embedder, sets: dict[str, LabelledSet]) -> list[str]:
             x, y = fit_scored(s, picks)
             few[0].append(scoring.label_model(prompts, list(drawn)).logits(x))
             few[1].append(y)
-    z = calibration.fit_log_temperature(*zero, (0.0, 0.1), (-0.02, 0.03))
+    z = calibration.fit_log_temperature(*zero, (0.0, 0.25), (-0.05, 0.03))
     f = calibration.fit_log_temperature(*few, (0.0, 5.0), (-1.0, 1.0))
+    if use:
+        scoring.ZERO_SHOT_T, scoring.FEW_SHOT_T = z, f
     return [
         f"temperature refit on {', '.join(FIT_SETS)} (T = a + b ln labels): zero-shot a={z[0]:.4f} "
         f"b={z[1]:.4f} (shipped {scoring.ZERO_SHOT_T}); few-shot a={f[0]:.3f} b={f[1]:.4f} "
@@ -271,6 +274,8 @@ def main() -> None:
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-fit", action="store_true")
     parser.add_argument("--fit-only", action="store_true")
+    parser.add_argument("--speed-only", action="store_true")
+    parser.add_argument("--use-refit", action="store_true", help="score with the constants refit in this run")
     args = parser.parse_args()
     emb = get_embedder()
     t0 = time.perf_counter()
@@ -279,9 +284,10 @@ def main() -> None:
         f"model load {time.perf_counter() - t0:.1f} s; load average {os.getloadavg()[0]:.1f} on "
         f"{os.cpu_count()} cores"
     )
-    sets = {name: labelled_set(emb, name) for name in (*INTENT_SETS, *PUBLIC_SETS)}
-    if not args.skip_fit:
-        for line in fit_constants(emb, sets):
+    names = ("clinc150",) if args.speed_only else (*INTENT_SETS, *PUBLIC_SETS)
+    sets = {name: labelled_set(emb, name) for name in names}
+    if not (args.skip_fit or args.speed_only):
+        for line in fit_constants(emb, sets, args.use_refit):
             print(line, flush=True)
         if args.fit_only:
             return
@@ -289,13 +295,14 @@ def main() -> None:
         "set (labels, role) | setting | baseline: label as sent / as words / centroid | Tollgate accuracy "
         "(gain) | ECE | mean confidence | tag@0.5 recall, false-positive rate"
     )
-    for name, s in sets.items():
-        role = "fit" if name in FIT_SETS else "eval"
+    for name, s in sets.items() if not args.speed_only else ():
+        # hwu64: the rows shown are the ones fitted on; public sets: eval halves (their fit halves were fitted on)
+        role = ("fitted" if name in INTENT_SETS else "eval½") if name in FIT_SETS else "eval"
         for k, c in evaluate(emb, s, args.draws).items():
             setting = "zero-shot" if k == 0 else f"{k} ex/label"
             base = f"{c.baseline:.3f} / {c.baseline_words:.3f}" if k == 0 else f"{c.baseline:.3f}"
             print(
-                f"{name:18s} ({len(s.labels):3d}, {role:4s}) | {setting:11s} | {base:13s} | "
+                f"{name:18s} ({len(s.labels):3d}, {role:6s}) | {setting:11s} | {base:13s} | "
                 f"{c.accuracy:.3f} ({100 * (c.accuracy - c.baseline):+5.1f}) | {c.ece:.3f} | "
                 f"{c.confidence:.3f} | {c.tag_recall:.3f}, {c.tag_fpr:.3f}",
                 flush=True,

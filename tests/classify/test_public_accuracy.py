@@ -24,7 +24,7 @@ if not (installed("onnxruntime") and installed("tokenizers")):
 DATA = Path(__file__).resolve().parents[1] / "fixtures" / "classify" / "public" / "banking77.jsonl"
 PER_LABEL = 4  # test texts per label: 308 texts
 SHOTS = 3
-MEASURED = {"zero-shot": (0.0, 0.0), "3 examples/label": (0.0, 0.0)}  # (accuracy, ECE) when written
+MEASURED = {"zero-shot": (0.627, 0.083), "3 examples/label": (0.776, 0.054)}  # (accuracy, ECE) when written
 MARGIN = 0.04
 
 
@@ -58,7 +58,6 @@ def test_many_label_intents_are_classified_above_the_measured_floor(gateway: Gat
             correct = np.array([res["label"] == t for res, t in zip(results, truth, strict=True)])
             conf = np.array([res["confidence"] for res in results])
             got[setting] = (float(correct.mean()), expected_calibration_error(conf, correct))
-    print(got)  # noqa: T201
     for setting, (accuracy, ece) in got.items():
         floor, ece_measured = MEASURED[setting]
         assert accuracy >= floor - MARGIN, (setting, accuracy)
