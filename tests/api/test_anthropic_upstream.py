@@ -141,7 +141,8 @@ def test_stream_is_openai_chunks_ending_with_exact_usage(gw: AnthropicGateway) -
     assert text == "lorem ipsum dolor sit amet consectetur adipiscing "
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
     usage_chunks = [c for c in chunks if c.usage is not None]
-    assert len(usage_chunks) == 1 and usage_chunks[0] is chunks[-1] and chunks[-1].choices == []
+    # No stream_options: the usage rides on the final finish_reason chunk.
+    assert len(usage_chunks) == 1 and usage_chunks[0] is chunks[-1] and chunks[-1].choices[0].finish_reason
     usage = chunks[-1].usage
     assert usage is not None and (usage.prompt_tokens, usage.completion_tokens) == (100, 7)
     (row,) = gw.usage_rows(expect=1)

@@ -36,6 +36,7 @@ from tollgate.services.cache import Lookup, ResponseCache
 from tollgate.services.context import JsonReply, RequestContext, StreamReply
 from tollgate.services.pipeline import Pipeline, final_failure
 from tollgate.services.request_log import RequestLogger
+from tollgate.services.stream_usage import deliver_usage, usage_mode
 from tollgate.tokens import count_messages, count_text
 
 log = logging.getLogger("tollgate.completions")
@@ -105,8 +106,9 @@ class CompletionService(Pipeline):
         return self.cache.replay(ctx, lookup)
 
     async def chat(self, ctx: RequestContext, raw: bytes) -> JsonReply | StreamReply:
-        """``POST /v1/chat/completions``: the body is already OpenAI's chat shape."""
-        return await self.handle(ctx, raw, parse_json)
+        """``POST /v1/chat/completions``: the body is already OpenAI's chat shape; a stream's usage reaches
+        the client as its ``stream_options`` asked (``stream_usage.py``)."""
+        return await self.handle(ctx, raw, parse_json, client_usage=True)
 
     async def handle(
         self,
@@ -114,6 +116,8 @@ class CompletionService(Pipeline):
         raw: bytes,
         translate: Callable[[bytes], Any],
         native: NativeRequest | None = None,
+        *,
+        client_usage: bool = False,
     ) -> JsonReply | StreamReply:
         """The whole pipeline for any OpenAI-chat-shaped request. ``translate`` turns the raw body into an
         OpenAI chat-completions body (identity for chat; Anthropic Messages or Responses requests for the
@@ -141,6 +145,8 @@ class CompletionService(Pipeline):
                 hit = self._cache_hit(ctx, req, lookup)
                 # The key's rate-limit headers as they stand: a hit counts nothing.
                 hit.headers.update(await self.billing.limit_headers(ctx))
+                if client_usage and isinstance(hit, StreamReply):
+                    hit = deliver_usage(hit, usage_mode(req.body))
                 return self._logged(ctx, raw, hit)
             max_output = req.max_tokens or targets[0].model.max_output_length
             reservation = await self.billing.admit(ctx, targets, len(raw) // 3 + 16, max_output)
@@ -153,6 +159,8 @@ class CompletionService(Pipeline):
                 reply = self.cache.keep(lookup, reply)
             if auto is not None:
                 reply.headers.update(selection_headers(auto))
+            if client_usage and isinstance(reply, StreamReply):
+                reply = deliver_usage(reply, usage_mode(req.body))
             return self._logged(ctx, raw, self._admitted(ctx, reply))
         except TollgateError as err:
             self._failed(ctx, reservation, model, err)
