@@ -166,6 +166,21 @@ def test_tool_calls_come_back_as_openai_tool_calls(gw: GeminiGateway, stream: bo
     assert row.status == 200 and row.completion_tokens == 8 and not row.estimated
 
 
+def test_tool_call_ids_are_unique_across_turns_and_stable_within_a_stream(gw: GeminiGateway) -> None:
+    client = gw.client(gw.create_key())
+    ids = []
+    for _ in range(2):
+        resp = client.chat.completions.create(model="gemini-tools", messages=USER, tools=[WEATHER])
+        ids += [tc.id for tc in resp.choices[0].message.tool_calls or []]
+    chunks = list(
+        client.chat.completions.create(model="gemini-tools", messages=USER, tools=[WEATHER], stream=True)
+    )
+    streamed = [tc.id for c in chunks for tc in c.choices[0].delta.tool_calls or ()]
+    assert len(streamed) == 1 and streamed[0]
+    ids += streamed
+    assert len(set(ids)) == 3 and "call_0" not in ids
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_resource_exhausted_is_a_429_with_retry_after(gw: GeminiGateway, stream: bool) -> None:
     client = gw.client(gw.create_key())
