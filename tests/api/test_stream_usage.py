@@ -41,7 +41,9 @@ def test_explicit_include_usage_true_gets_openais_usage_only_chunk(gateway: Gate
     assert chunks[-2].choices[0].finish_reason == "stop" and chunks[-2].usage is None
 
 
-def test_explicit_include_usage_false_gets_no_usage_and_is_still_billed(gateway: Gateway, sim: SimServer) -> None:
+def test_explicit_include_usage_false_gets_no_usage_and_is_still_billed(
+    gateway: Gateway, sim: SimServer
+) -> None:
     key = gateway.create_key()
     chunks = list(
         gateway.client(key).chat.completions.create(
@@ -55,7 +57,9 @@ def test_explicit_include_usage_false_gets_no_usage_and_is_still_billed(gateway:
     assert row.completion_tokens == 20 and not row.estimated
 
 
-def test_default_stream_from_an_upstream_ignoring_include_usage_carries_the_estimate(gateway: Gateway) -> None:
+def test_default_stream_from_an_upstream_ignoring_include_usage_carries_the_estimate(
+    gateway: Gateway,
+) -> None:
     key = gateway.create_key()
     chunks = list(
         gateway.client(key).chat.completions.create(

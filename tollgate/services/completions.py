@@ -30,6 +30,7 @@ from tollgate.providers.openai_responses import output_text
 from tollgate.providers.sse import DONE, encode_data, rename_model
 from tollgate.providers.usage import Usage
 from tollgate.routing.auto.chooser import selection_headers
+from tollgate.routing.capabilities import fit_chat
 from tollgate.routing.catalog import Target
 from tollgate.services.billing import CLIENT_CLOSED
 from tollgate.services.cache import Lookup, ResponseCache
@@ -132,7 +133,7 @@ class CompletionService(Pipeline):
             sent = set(req.body)
             auto = await self.router.resolve_auto(req)  # model "auto": the automatic router picks one
             model = req.model
-            targets = self.router.plan(req)
+            targets = fit_chat(req, self.router.plan(req))  # the catalogue's limits: 400 if none fits
             if native is not None:
                 targets = native.narrow(targets)
                 if not any(t.provider.responses_api for t in targets):

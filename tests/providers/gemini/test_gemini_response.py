@@ -99,7 +99,9 @@ def test_tool_call_ids_differ_between_responses_and_never_repeat_call_0() -> Non
     part = {"functionCall": {"name": "f", "args": {}}}
     data = {"candidates": [{"content": {"parts": [part]}}]}
     ids = [
-        to_openai_response(data, model="m", created=1, response_id=rid)["choices"][0]["message"]["tool_calls"][0]["id"]
+        to_openai_response(data, model="m", created=1, response_id=rid)["choices"][0]["message"][
+            "tool_calls"
+        ][0]["id"]
         for rid in ("chatcmpl-a", "chatcmpl-b")
     ]
     assert ids[0] != ids[1] and "call_0" not in ids
