@@ -92,7 +92,8 @@ def test_fallback_deployment_serves_when_the_first_is_down(gateway: Gateway) -> 
     key = gateway.create_key()
     raw = gateway.client(key).embeddings.with_raw_response.create(model="sim-embed-fallback", input="hi")
     assert (
-        raw.headers["x-tollgate-attempts"] == "2" and raw.headers["x-tollgate-upstream-model"] == "upstream-embed"
+        raw.headers["x-tollgate-attempts"] == "2"
+        and raw.headers["x-tollgate-upstream-model"] == "upstream-embed"
     )
     (row,) = gateway.usage_rows(expect=1)
     assert (row.status, row.attempts, row.provider) == (200, 2, "sim")

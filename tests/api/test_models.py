@@ -11,7 +11,7 @@ def test_models_list_has_the_documented_metadata_shape(gateway: Gateway) -> None
     key = gateway.create_key()
     models = gateway.client(key).models.list()
     ids = [m.id for m in models.data]
-    assert ids == ["sim-small", "sim-fallback", "unreachable"]
+    assert ids == ["sim-small", "sim-fallback", "unreachable", "sim-embed", "sim-embed-fallback"]
     card = httpx.get(gateway.base_url + "/models").json()["data"][0]
     assert {
         k: card[k]

@@ -187,15 +187,18 @@ class _Handlers:
         if early is not None:
             return early
 
-        pieces, finish = generate.completion_pieces(b, max_tokens, body.get("stop"))
+        pieces, finish, matched = generate.completion(b, max_tokens, body.get("stop"))
         prompt = b.prompt_tokens if b.prompt_tokens is not None else generate.count_prompt_tokens(messages)
         usage = usage_object(prompt, len(pieces), min(b.cached_tokens, prompt))
         cid = f"chatcmpl-sim-{self.state.next_id()}"
         created = int(time.time())
         if body.get("stream") is True:
-            return self._stream(request, rec, b, body, (cid, created, model), pieces, finish, usage)
+            return self._stream(
+                request, rec, b, body, (cid, created, model), pieces, (finish, matched), usage
+            )
+        usage_out = None if b.no_usage else usage
         payload = orjson.dumps(
-            completion_body(cid, created, model, "".join(pieces), finish, None if b.no_usage else usage)
+            completion_body(cid, created, model, "".join(pieces), finish, usage_out, matched)
         )
         return self._json_body(rec, b, payload)
 
@@ -208,7 +211,7 @@ class _Handlers:
         return _json(rec, 200, payload)
 
     def _stream(self, request: Request, rec: dict[str, Any], b: Behaviour, body: dict[str, Any],
-                ident: tuple[str, int, str], pieces: list[str], finish: str,
+                ident: tuple[str, int, str], pieces: list[str], finish: tuple[str, str | None],
                 usage: dict[str, Any]) -> Response:  # fmt: skip
         options = body.get("stream_options")
         include_usage = (
@@ -230,7 +233,7 @@ class _Handlers:
                 events.extend(enc.content(p) for p in pieces[:limit])
         else:
             events.extend(enc.content(p) for p in pieces)
-            events.append(enc.finish(finish))
+            events.append(enc.finish(*finish))
             if include_usage:
                 events.append(enc.usage(usage))
         return StreamResponse(

@@ -4,7 +4,8 @@
 * ``text`` parts are joined into ``content``; parts with ``thought: true`` are thought summaries and go to
   ``reasoning_content`` instead. Other part kinds (inline images, code execution) are dropped.
 * ``functionCall`` parts become ``tool_calls`` with ids ``call_<h>_0``, ``call_<h>_1``… (``call_id``: ``<h>``
-  is a hash of the response's id, so ids are unique across responses and turns, and stable within one) and ``arguments`` as a JSON string. A part's ``thoughtSignature`` is kept in the tool call's
+  is a hash of the response's id, so ids are unique across responses and turns, and stable within one)
+  and ``arguments`` as a JSON string. A part's ``thoughtSignature`` is kept in the tool call's
   ``extra_content.google.thought_signature`` (the field Google's own OpenAI-compatible endpoint uses), so a
   client that echoes the assistant message back lets ``build_request`` return it to Gemini.
 * A prompt blocked by ``promptFeedback.blockReason`` has no candidates: it becomes one choice with null

@@ -7,8 +7,8 @@ stream. Each payload is a ``GenerateContentResponse`` fragment:
 * the first chunk of each choice carries ``delta.role = "assistant"``;
 * ``text`` parts → ``delta.content``; ``thought: true`` parts → ``delta.reasoning_content``;
 * a ``functionCall`` part arrives whole, so it becomes one complete ``delta.tool_calls`` entry (``index``,
-  ``id`` (``call_id``: unique per response), ``type``, ``function.name``, ``function.arguments``, plus ``extra_content.google.thought_signature``
-  when Gemini signed it);
+  ``id`` (``call_id``: unique per response), ``type``, ``function.name``, ``function.arguments``, plus
+  ``extra_content.google.thought_signature`` when Gemini signed it);
 * ``finishReason`` → a separate chunk with an empty delta and the mapped ``finish_reason``;
 * ``usageMetadata`` is cumulative (the last one is the total): the latest is kept for ``usage`` and
   ``usage_chunk()``;
