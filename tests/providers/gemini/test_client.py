@@ -18,8 +18,8 @@ from tollgate.errors import (
 )
 from tollgate.providers.base import ChatStream
 from tollgate.providers.gemini.client import GeminiProvider
-from tollgate.providers.registry import build_provider
 from tollgate.providers.gemini.response import call_id
+from tollgate.providers.registry import build_provider
 from tollgate.providers.usage import Usage
 from tollgate.settings import ProviderConfig
 from tollgate.simulator import SimServer
