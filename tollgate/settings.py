@@ -196,6 +196,31 @@ def default_tiers() -> dict[str, TierConfig]:
     }
 
 
+EXPOSED_HEADERS = (
+    "X-Request-Id", "X-Tokens-Used", "X-Cache", "X-Cache-Age", "Retry-After", "X-Tollgate-Model",
+    "X-Tollgate-Provider", "X-Tollgate-Upstream-Model", "X-Tollgate-Attempts", "X-Tollgate-Auto-Model",
+    "X-RateLimit-Limit-Requests", "X-RateLimit-Limit-Tokens", "X-RateLimit-Remaining-Requests",
+    "X-RateLimit-Remaining-Tokens", "X-RateLimit-Reset",
+)  # fmt: skip
+
+
+class CorsConfig(_Strict):
+    """Cross-origin access for browser apps (``server.cors``); off while ``allow_origins`` is empty.
+    Preflight ``OPTIONS`` requests are answered without a key; ``["*"]`` allows any origin (or header)."""
+
+    allow_origins: list[str] = Field(default_factory=list, description='e.g. ["https://app.example.com"]')
+    allow_origin_regex: str | None = None
+    allow_methods: list[str] = Field(default_factory=lambda: ["GET", "POST", "DELETE"])
+    allow_headers: list[str] = Field(default_factory=lambda: ["*"])
+    expose_headers: list[str] = Field(default_factory=lambda: list(EXPOSED_HEADERS))
+    allow_credentials: bool = False
+    max_age: int = Field(default=600, ge=0, description="seconds a browser may cache a preflight answer")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.allow_origins or self.allow_origin_regex)
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -224,6 +249,7 @@ class ServerConfig(_Strict):
     log_purge_interval: float = Field(default=3600.0, gt=0)
     # A key with full access to the management API of every account (e.g. "${TOLLGATE_ADMIN_KEY}").
     admin_key: str | None = None
+    cors: CorsConfig = Field(default_factory=CorsConfig)
 
     @field_validator("tiers", mode="before")
     @classmethod

@@ -39,7 +39,8 @@ def _modalities(messages: list[Any]) -> set[str]:
         content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, list):
             for part in content:
-                modality = _PART_MODALITY.get(part.get("type")) if isinstance(part, dict) else None
+                kind = part.get("type") if isinstance(part, dict) else None
+                modality = _PART_MODALITY.get(kind) if isinstance(kind, str) else None
                 if modality is not None:
                     found.add(modality)
     return found

@@ -51,9 +51,8 @@ def _usage_only(event: bytes) -> dict[str, Any] | None:
         chunk = orjson.loads(parse_event(event)[1])
     except orjson.JSONDecodeError:
         return None
-    if isinstance(chunk, dict) and chunk.get("choices") == [] and isinstance(chunk.get("usage"), dict):
-        return chunk["usage"]
-    return None
+    usage = chunk.get("usage") if isinstance(chunk, dict) and chunk.get("choices") == [] else None
+    return usage if isinstance(usage, dict) else None
 
 
 def _with_usage(event: bytes, usage: dict[str, Any]) -> bytes:
