@@ -107,6 +107,9 @@ class ProviderConfig(_Strict):
     model_path: str | None = None
     n_ctx: int = Field(default=2048, gt=0)
     responses_api: bool | None = None  # serves /responses natively; None: as the preset says (kind openai)
+    completions_api: bool = (
+        True  # kind openai: serves legacy /completions natively (else translated onto chat)
+    )
 
     @field_validator("preset")
     @classmethod

@@ -11,6 +11,7 @@ from tollgate.api.classify import (
     tag,
     tag_batch,
 )
+from tollgate.api.completions import create_completion
 from tollgate.api.embeddings import create_embeddings
 from tollgate.api.health import healthz
 from tollgate.api.management import create_key, get_balance, get_logs, get_usage, list_keys, revoke_key
@@ -36,6 +37,7 @@ def routes() -> list[BaseRoute]:
             Route(f"{prefix}/messages/count_tokens", count_tokens, methods=["POST"]),
             Route(f"{prefix}/responses", create_response, methods=["POST"]),
             Route(f"{prefix}/embeddings", create_embeddings, methods=["POST"]),
+            Route(f"{prefix}/completions", create_completion, methods=["POST"]),
             Route(f"{prefix}/select-model", select_model, methods=["POST"]),
             Route(f"{prefix}/classify", classify, methods=["POST"]),
             Route(f"{prefix}/classify/batch", classify_batch, methods=["POST"]),

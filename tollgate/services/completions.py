@@ -1,7 +1,8 @@
 """The chat-completions pipeline: authenticate → validate → admit → route → attempt → relay → settle.
 
 ``POST /v1/responses`` runs through it too: translated onto chat completions, except on targets whose
-upstream serves the Responses API itself (``NativeRequest``), which get the request as the client sent it.
+upstream serves the Responses API itself (``NativeRequest``), which get the request as the client sent it;
+so does legacy ``POST /v1/completions`` (``NativeRequest(api="completions")``).
 """
 
 from __future__ import annotations
@@ -42,22 +43,23 @@ from tollgate.tokens import count_messages, count_text
 
 log = logging.getLogger("tollgate.completions")
 
-NATIVE_HEADER = "X-Tollgate-Upstream-API"  # "responses": the reply is the upstream's own Responses answer
+NATIVE_HEADER = "X-Tollgate-Upstream-API"  # "responses"/"completions": the upstream's own answer to that API
 
 
 @dataclass(slots=True)
 class NativeRequest:
     """A Responses API request as the client sent it, for the targets whose upstream serves ``/responses``
-    (``Provider.responses_api``); the others get the translated chat request. ``refusal`` is set when only
+    (``Provider.serves(api)``); the others get the translated chat request. ``refusal`` is set when only
     native targets can serve it (stored state): the 400 when none is in the plan."""
 
     body: dict[str, Any] = field(default_factory=dict)
     refusal: ValidationError | None = None
+    api: str = "responses"  # or "completions": legacy ``/completions`` (``Provider.serves``)
 
     def narrow(self, targets: list[Target]) -> list[Target]:
         if self.refusal is None:
             return targets
-        native = [t for t in targets if t.provider.responses_api]
+        native = [t for t in targets if t.provider.serves(self.api)]
         if not native:
             raise self.refusal
         return native
@@ -136,7 +138,7 @@ class CompletionService(Pipeline):
             targets = fit_chat(req, self.router.plan(req))  # the catalogue's limits: 400 if none fits
             if native is not None:
                 targets = native.narrow(targets)
-                if not any(t.provider.responses_api for t in targets):
+                if not any(t.provider.serves(native.api) for t in targets):
                     native = None  # every target is reached through chat completions
             lookup = await self.cache.lookup(ctx, req) if self.cache is not None else Lookup()
             if native is not None:
@@ -190,11 +192,13 @@ class CompletionService(Pipeline):
         health = self.router.health
         async for target in attempts.targets():
             began = time.perf_counter()
-            call = native if native is not None and target.provider.responses_api else None
+            call = native if native is not None and target.provider.serves(native.api) else None
             try:
                 upstream, left = target.deployment.model, self._remaining(ctx)
                 result: ChatResult
-                if call is not None:
+                if call is not None and call.api == "completions":
+                    result = await target.provider.completions(call.body, upstream, left)
+                elif call is not None:
                     result = await target.provider.responses(call.body, upstream, left)
                 else:
                     result = await target.provider.chat(req.body, upstream, left)
@@ -207,7 +211,12 @@ class CompletionService(Pipeline):
             took = time.perf_counter() - began
             body = result.body
             usage = result.usage
-            if usage is None and call is not None:
+            if usage is None and call is not None and call.api == "completions":
+                texts = [c.get("text") or "" for c in result.data["choices"] if isinstance(c, dict)]
+                usage = estimate_usage(req, "".join(texts))
+                result.data["usage"] = usage.to_openai()
+                body = orjson.dumps(result.data)
+            elif usage is None and call is not None:
                 usage = estimate_usage(req, output_text(result.data))
                 result.data["usage"] = responses_usage(usage)
                 body = orjson.dumps(result.data)
@@ -234,7 +243,7 @@ class CompletionService(Pipeline):
             # JSON replies only: a stream's headers leave before its usage is known (its last chunk has it).
             headers["X-Tokens-Used"] = str(usage.prompt_tokens + usage.completion_tokens)
             if call is not None:
-                headers[NATIVE_HEADER] = "responses"
+                headers[NATIVE_HEADER] = call.api
             return JsonReply(body, headers)
         raise final_failure(attempts.errors)
 
@@ -250,12 +259,14 @@ class CompletionService(Pipeline):
         async for target in attempts.targets():
             stream: ChatStream | None = None
             began = time.perf_counter()
-            call = native if native is not None and target.provider.responses_api else None
+            call = native if native is not None and target.provider.serves(native.api) else None
             try:
                 remaining = self._remaining(ctx)
                 async with asyncio.timeout(remaining):
                     upstream = target.deployment.model
-                    if call is not None:
+                    if call is not None and call.api == "completions":
+                        stream = await target.provider.completions_stream(call.body, upstream, remaining)
+                    elif call is not None:
                         stream = await target.provider.responses_stream(call.body, upstream, remaining)
                     else:
                         stream = await target.provider.chat_stream(req.body, upstream, remaining)
@@ -286,7 +297,7 @@ class CompletionService(Pipeline):
                 relay.rename = target.model.id  # a fallback model served: its chunks name it
             headers = self._headers(ctx, target, attempts.count)
             if call is not None:
-                headers[NATIVE_HEADER] = "responses"
+                headers[NATIVE_HEADER] = call.api
             return StreamReply(relay.frames(), headers, abandon=relay.abandon, last=relay.is_last)
         raise final_failure(attempts.errors)
 

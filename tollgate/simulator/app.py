@@ -245,6 +245,68 @@ class _Handlers:
             _SSE_HEADERS,
         )
 
+    async def completions(self, request: Request) -> Response:
+        """Legacy ``POST /v1/completions``: ``prompt`` (string, strings or token ids) × ``n`` choices,
+        ``max_tokens`` (default 16), ``stop``, ``echo``, ``logprobs`` (made-up values), ``stream``."""
+        rec, body = await self._start(request)
+        if isinstance(body, Response):
+            return body
+        resolved = self._resolve(rec, body)
+        if isinstance(resolved, Response):
+            return resolved
+        model, b = resolved
+        early = await self._before(request, rec, b)
+        if early is not None:
+            return early
+        prompt = body.get("prompt")
+        prompts = [prompt] if isinstance(prompt, str) or (prompt and isinstance(prompt[0], int)) else prompt
+        n = body.get("n") or 1
+        if model is None:
+            return _bad_request(rec, "you must provide a model parameter", "model")
+        if not isinstance(prompts, list) or not prompts:
+            return _bad_request(rec, "'prompt' must be a string or an array.", "prompt")
+        early = self._injected_error(rec, b)
+        if early is not None:
+            return early
+        max_tokens = body.get("max_tokens")
+        pieces, finish, _ = generate.completion(b, 16 if max_tokens is None else max_tokens, body.get("stop"))
+        logprobs = body.get("logprobs")
+        choices: list[dict[str, Any]] = []
+        for i in range(len(prompts) * n):
+            source = prompts[i // n]
+            text = (source if isinstance(source, str) else "") if body.get("echo") is True else ""
+            lp = None
+            if isinstance(logprobs, int) and not isinstance(logprobs, bool):
+                lp = {"tokens": pieces, "token_logprobs": [-0.5] * len(pieces),
+                      "top_logprobs": [{p: -0.5} for p in pieces] if logprobs else None,
+                      "text_offset": list(itertools.accumulate([len(text), *map(len, pieces[:-1])]))}  # fmt: skip
+            choices.append(
+                {"text": text + "".join(pieces), "index": i, "logprobs": lp, "finish_reason": finish}
+            )
+        prompt_tokens = b.prompt_tokens
+        if prompt_tokens is None:
+            prompt_tokens = sum(len(p.split()) if isinstance(p, str) else len(p) for p in prompts)
+        usage = usage_object(prompt_tokens, len(pieces) * len(choices), 0)
+        ident = {"id": f"cmpl-sim-{self.state.next_id()}", "object": "text_completion",
+                 "created": int(time.time()), "model": model}  # fmt: skip
+        if body.get("stream") is not True:
+            return self._json_body(rec, b, orjson.dumps({**ident, "choices": choices, "usage": usage}))
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True and not b.no_usage
+        events = []
+        for c in choices:
+            echoed = str(c["text"])[: len(c["text"]) - len("".join(pieces))]
+            for piece in [echoed, *pieces]:
+                if piece:
+                    chunk = {"text": piece, "index": c["index"], "logprobs": None, "finish_reason": None}
+                    events.append(b"data: " + orjson.dumps({**ident, "choices": [chunk]}) + b"\n\n")
+            last = {"text": "", "index": c["index"], "logprobs": None, "finish_reason": finish}
+            events.append(b"data: " + orjson.dumps({**ident, "choices": [last]}) + b"\n\n")
+        if include_usage:
+            events.append(b"data: " + orjson.dumps({**ident, "choices": [], "usage": usage}) + b"\n\n")
+        watch = Watch(request.receive, self.state.stopping)
+        return StreamResponse(events, "done", b.chunk_delay_ms / 1000, rec, watch, _SSE_HEADERS)
+
     async def embeddings(self, request: Request) -> Response:
         """``POST /v1/embeddings``."""
         rec, body = await self._start(request)
@@ -325,6 +387,7 @@ def create_app(defaults: dict[str, Any] | None = None) -> Starlette:
     routes = [
         Route("/v1/chat/completions", h.chat, methods=["POST"]),
         Route("/v1/embeddings", h.embeddings, methods=["POST"]),
+        Route("/v1/completions", h.completions, methods=["POST"]),
         Route("/v1/models", h.models, methods=["GET"]),
         Route("/_sim/requests", h.list_requests, methods=["GET"]),
         Route("/_sim/requests", h.clear_requests, methods=["DELETE"]),
