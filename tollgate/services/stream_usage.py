@@ -41,8 +41,12 @@ def usage_mode(body: dict[str, Any]) -> UsageMode:
     return UsageMode.OMIT if asked is False else UsageMode.MERGE
 
 
-_EMPTY_CHOICES = (b'"choices":[]', b'"choices": []')
-_FINISH = (b'"finish_reason":"', b'"finish_reason": "')
+def _empty_choices(frame: bytes) -> bool:
+    return b'"choices":[]' in frame or b'"choices": []' in frame
+
+
+def _finish(frame: bytes) -> bool:
+    return b'"finish_reason":"' in frame or b'"finish_reason": "' in frame
 
 
 def _usage_only(event: bytes) -> dict[str, Any] | None:
@@ -71,10 +75,7 @@ class UsageShaper:
         self._held = b""  # MERGE: the latest finish_reason chunk, until the usage or the next chunk comes
 
     def feed(self, item: bytes) -> bytes:
-        candidate = any(m in item for m in _EMPTY_CHOICES) or (
-            self._merge and any(m in item for m in _FINISH)
-        )
-        if not candidate:
+        if not (_empty_choices(item) or (self._merge and _finish(item))):
             if self._held:
                 item, self._held = self._held + item, b""
             return item
@@ -83,7 +84,7 @@ class UsageShaper:
             if not event:
                 continue
             event += b"\n\n"
-            usage = _usage_only(event) if any(m in event for m in _EMPTY_CHOICES) else None
+            usage = _usage_only(event) if _empty_choices(event) else None
             if usage is not None:
                 if self._held:  # MERGE (OMIT holds nothing): the usage joins the finish chunk
                     out.append(_with_usage(self._held, usage))
@@ -92,7 +93,7 @@ class UsageShaper:
             if self._held:
                 out.append(self._held)
                 self._held = b""
-            if self._merge and event != DONE and any(m in event for m in _FINISH):
+            if self._merge and event != DONE and _finish(event):
                 self._held = event
             else:
                 out.append(event)
