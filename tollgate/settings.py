@@ -203,7 +203,8 @@ EXPOSED_HEADERS = (
     "X-Request-Id", "X-Tokens-Used", "X-Cache", "X-Cache-Age", "Retry-After", "X-Tollgate-Model",
     "X-Tollgate-Provider", "X-Tollgate-Upstream-Model", "X-Tollgate-Attempts", "X-Tollgate-Auto-Model",
     "X-RateLimit-Limit-Requests", "X-RateLimit-Limit-Tokens", "X-RateLimit-Remaining-Requests",
-    "X-RateLimit-Remaining-Tokens", "X-RateLimit-Reset",
+    "X-RateLimit-Remaining-Tokens", "X-RateLimit-Reset", "X-RateLimit-Reset-Requests", "X-RateLimit-Reset-Tokens",
+    "X-Tollgate-Cost",
 )  # fmt: skip
 
 

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -83,6 +84,30 @@ def estimate_usage(req: ChatRequest, completion_text: str) -> Usage:
         completion_tokens=count_text(completion_text),
         estimated=True,
     )
+
+
+def cost_text(cost: Decimal) -> str:
+    """A cost as a plain decimal number (no exponent, no trailing zeros): ``"0.000042"``, ``"0"``."""
+    text = format(cost, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def with_cost(body: bytes, data: dict[str, Any], cost: Decimal) -> bytes:
+    """``body`` with ``usage.cost`` (a JSON number, as OpenRouter returns it): the price of the request at
+    the model's prices (before any free monthly allowance). Spliced in at the top-level ``usage`` key, so
+    the rest of the upstream's bytes stay as they were."""
+    if not isinstance(data.get("usage"), dict):
+        return body
+    number = cost_text(cost).encode()
+    at = body.rfind(b'"usage":')
+    if at >= 0:
+        brace = at + 8 + (body[at + 8 : at + 9] == b" ")
+        if body[brace : brace + 1] == b"{":
+            rest = body[brace + 1 :].lstrip()
+            sep = b"" if rest.startswith(b"}") else b","
+            return body[: brace + 1] + b'"cost":' + number + sep + rest
+    data["usage"]["cost"] = orjson.Fragment(number)
+    return orjson.dumps(data)
 
 
 def error_frame(err: TollgateError) -> bytes:
@@ -230,7 +255,7 @@ class CompletionService(Pipeline):
                 # A fallback model served: the body names it, as OpenRouter does.
                 result.data["model"] = target.model.id
                 body = orjson.dumps(result.data)
-            self.billing.finish(
+            row = self.billing.finish(
                 ctx,
                 reservation,
                 status=200,
@@ -242,6 +267,8 @@ class CompletionService(Pipeline):
             headers = self._headers(ctx, target, attempts.count)
             # JSON replies only: a stream's headers leave before its usage is known (its last chunk has it).
             headers["X-Tokens-Used"] = str(usage.prompt_tokens + usage.completion_tokens)
+            headers["X-Tollgate-Cost"] = cost_text(row.cost)
+            body = with_cost(body, result.data, row.cost)
             if call is not None:
                 headers[NATIVE_HEADER] = call.api
             return JsonReply(body, headers)
