@@ -114,12 +114,18 @@ def test_cached_stream_replays_in_each_clients_usage_shape(gateway: Gateway) -> 
 
 @pytest.mark.parametrize(
     ("options", "param"),
-    [("yes", "stream_options"), ({"include_usage": "yes"}, "stream_options.include_usage")],
+    [
+        ({"stream_options": "yes"}, "stream_options"),
+        ({"stream_options": {"include_usage": "yes"}}, "stream_options.include_usage"),
+        ({"cache": "no"}, "cache"),
+    ],
 )
-def test_malformed_stream_options_are_refused(gateway: Gateway, options: object, param: str) -> None:
+def test_malformed_stream_options_and_cache_are_refused(
+    gateway: Gateway, options: object, param: str
+) -> None:
     key = gateway.create_key()
     with pytest.raises(openai.BadRequestError) as exc:
         gateway.client(key).chat.completions.create(
-            model="sim-small", messages=USER, stream=True, extra_body={"stream_options": options}
+            model="sim-small", messages=USER, stream=True, extra_body=options
         )
     assert exc.value.status_code == 400 and param in str(exc.value)

@@ -109,6 +109,11 @@ def parse_chat_request(body: Any) -> ChatRequest:
         stream = False
     if not isinstance(stream, bool):
         raise ValidationError("'stream' must be true or false.", param="stream")
+    if body.get("cache") is not None and not isinstance(body["cache"], bool):
+        raise ValidationError(
+            f"'cache' must be true or false (false: skip the response cache); got {body['cache']!r}.",
+            param="cache",
+        )
     options = body.get("stream_options")
     if options is not None:
         if not isinstance(options, dict):
