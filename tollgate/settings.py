@@ -174,6 +174,9 @@ class ModelConfig(_Strict):
     supported_features: list[str] = Field(default_factory=list)
     deployments: list[Deployment] = Field(min_length=1)
     routing: Literal["ordered", "weighted", "least_busy"] = "ordered"
+    created: int | None = Field(
+        default=None, ge=0, description="Unix time in /v1/models (default: load time)"
+    )
 
     @property
     def display_name(self) -> str:
@@ -254,6 +257,7 @@ class ServerConfig(_Strict):
     # A key with full access to the management API of every account (e.g. "${TOLLGATE_ADMIN_KEY}").
     admin_key: str | None = None
     cors: CorsConfig = Field(default_factory=CorsConfig)
+    public_models: bool = False  # GET /v1/models without a key
 
     @field_validator("tiers", mode="before")
     @classmethod
