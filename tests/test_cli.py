@@ -56,3 +56,22 @@ def test_keys_list_says_unlimited_without_any_tier(tmp_path: Path) -> None:
         "tokens_per_minute": None,
         "concurrent_requests": None,
     }
+
+
+def test_database_urls_as_users_write_them_work(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    url = f"sqlite:///{tmp_path / 'plain.db'}"
+    result = CliRunner().invoke(
+        app, ["keys", "create", "--json", "-c", cfg], env={"TOLLGATE_DATABASE_URL": url}
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["key"] and (tmp_path / "plain.db").exists()
+
+
+def test_a_bad_database_url_is_one_clear_line(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    env = {"TOLLGATE_DATABASE_URL": "mysql://root:secret@db/x"}
+    result = CliRunner().invoke(app, ["keys", "list", "-c", cfg], env=env)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    (line,) = result.output.strip().splitlines()
+    assert "sqlite:///" in line and "postgresql://" in line and "secret" not in line

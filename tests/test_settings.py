@@ -12,6 +12,7 @@ from tollgate.errors import ConfigError
 from tollgate.settings import (
     DEFAULT_DATABASE_URL,
     Pricing,
+    async_database_url,
     interpolate,
     load_settings,
     parse_config,
@@ -415,3 +416,24 @@ def test_classification_llm_backend_needs_a_declared_model() -> None:
     )
     message = config_error(MINIMAL + "classification: {llm_model: nope}\n")
     assert "classification.llm_model: 'nope' is not a declared model" in message
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///tollgate.db", "sqlite+aiosqlite:///tollgate.db"),
+        ("sqlite+aiosqlite:///x.db", "sqlite+aiosqlite:///x.db"),
+        ("postgresql://user@host/db", "postgresql+asyncpg://user@host/db"),
+        ("postgres://u:p@h:5432/d", "postgresql+asyncpg://u:p@h:5432/d"),
+        ("postgresql+psycopg2://h/d", "postgresql+asyncpg://h/d"),
+        ("postgresql+psycopg://h/d", "postgresql+psycopg://h/d"),
+    ],
+)
+def test_database_urls_get_the_async_driver(url: str, expected: str) -> None:
+    assert async_database_url(url) == expected
+
+
+@pytest.mark.parametrize("url", ["mysql://h/d", "tollgate.db", ""])
+def test_unusable_database_urls_are_config_errors(url: str) -> None:
+    with pytest.raises(ConfigError, match="sqlite:///"):
+        async_database_url(url)

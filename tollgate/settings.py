@@ -359,6 +359,31 @@ class Config(_Strict):
         return self
 
 
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+pysqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+psycopg2": "postgresql+asyncpg",
+}
+_ASYNC_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg", "postgresql+psycopg")
+
+
+def async_database_url(url: str) -> str:
+    """A database URL as users write it (``sqlite:///tollgate.db``, ``postgresql://user@host/db``) with the
+    async driver Tollgate uses; a URL it cannot use is a ``ConfigError`` saying what works."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in _ASYNC_SCHEMES:
+        return url
+    if sep and scheme in _ASYNC_DRIVERS:
+        return f"{_ASYNC_DRIVERS[scheme]}://{rest}"
+    raise ConfigError(
+        f"database_url ({scheme + '://...' if sep else 'no scheme'}) is not a database URL Tollgate can use: "
+        "write sqlite:///path/to/tollgate.db "
+        "or postgresql://user:password@host:5432/dbname"
+    )
+
+
 class Settings:
     """The loaded configuration plus what the environment overrides, resolved once at start-up."""
 
@@ -366,7 +391,7 @@ class Settings:
         env = os.environ if environ is None else environ
         self.config = config
         self.source = source
-        self.database_url = env.get(ENV_DATABASE_URL) or config.database_url
+        self.database_url = async_database_url(env.get(ENV_DATABASE_URL) or config.database_url)
         self.redis_url = env.get(ENV_REDIS_URL) or config.redis_url or None
         self.provider_keys: dict[str, str | None] = {}
         for p in config.providers:
