@@ -155,7 +155,9 @@ class Deployment(_Strict):
     quantization: str | None = None
     zdr: bool = False
     data_collection: Literal["allow", "deny"] = "allow"
-    distillable_text: bool = False  # the model's terms permit training on its output (enforce_distillable_text)
+    distillable_text: bool = (
+        False  # the model's terms permit training on its output (enforce_distillable_text)
+    )
     supported_parameters: list[str] | None = None
     latency_ms: float | None = Field(default=None, gt=0)
     throughput: float | None = Field(default=None, gt=0, description="tokens per second")

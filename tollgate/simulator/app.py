@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tollgate.simulator import generate
+from tollgate.simulator import chat_extras, generate
 from tollgate.simulator.anthropic import anthropic_routes
 from tollgate.simulator.behaviour import Behaviour, OptionError, Resolver
 from tollgate.simulator.gemini import gemini_routes
@@ -192,6 +192,11 @@ class _Handlers:
         usage = usage_object(prompt, len(pieces), min(b.cached_tokens, prompt))
         cid = f"chatcmpl-sim-{self.state.next_id()}"
         created = int(time.time())
+        extras = chat_extras.extras_for(body, pieces)
+        if extras is not None:
+            per_choice = chat_extras.completion_tokens(extras)
+            usage = usage_object(prompt, per_choice * extras.n, min(b.cached_tokens, prompt))
+            return self._extras(request, rec, b, body, (cid, created, model), extras, finish, usage)
         if body.get("stream") is True:
             return self._stream(
                 request, rec, b, body, (cid, created, model), pieces, (finish, matched), usage
@@ -244,6 +249,31 @@ class _Handlers:
             Watch(request.receive, self.state.stopping),
             _SSE_HEADERS,
         )
+
+    def _extras(self, request: Request, rec: dict[str, Any], b: Behaviour, body: dict[str, Any],
+                ident: tuple[str, int, str], extras: chat_extras.Extras, finish: str,
+                usage: dict[str, Any]) -> Response:  # fmt: skip
+        """Tool calls, structured output, ``n`` and logprobs (``chat_extras``), JSON or stream."""
+        cid, created, model = ident
+        head = {"id": cid, "object": "chat.completion", "created": created, "model": model}
+        if body.get("stream") is not True:
+            out = {**head, "choices": chat_extras.choices(extras, cid, finish)}
+            if not b.no_usage:
+                out["usage"] = usage
+            return self._json_body(rec, b, orjson.dumps(out))
+        head["object"] = "chat.completion.chunk"
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        include_usage = include_usage and not (b.ignore_include_usage or b.no_usage)
+        tail = {"usage": None} if include_usage else {}
+        events = [
+            b"data: " + orjson.dumps({**head, "choices": c, **tail}) + b"\n\n"
+            for c in chat_extras.chunks(extras, cid, finish)
+        ]
+        if include_usage:
+            events.append(b"data: " + orjson.dumps({**head, "choices": [], "usage": usage}) + b"\n\n")
+        watch = Watch(request.receive, self.state.stopping)
+        return StreamResponse(events, "done", b.chunk_delay_ms / 1000, rec, watch, _SSE_HEADERS)
 
     async def completions(self, request: Request) -> Response:
         """Legacy ``POST /v1/completions``: ``prompt`` (string, strings or token ids) × ``n`` choices,
