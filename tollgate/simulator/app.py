@@ -192,7 +192,7 @@ class _Handlers:
         usage = usage_object(prompt, len(pieces), min(b.cached_tokens, prompt))
         cid = f"chatcmpl-sim-{self.state.next_id()}"
         created = int(time.time())
-        extras = chat_extras.extras_for(body, pieces)
+        extras = chat_extras.extras_for(body, pieces, reply=b.reply is not None)
         if extras is not None:
             per_choice = chat_extras.completion_tokens(extras)
             usage = usage_object(prompt, per_choice * extras.n, min(b.cached_tokens, prompt))

@@ -9,6 +9,8 @@ and ``logprobs`` (pure: bodies and chunk dicts, no I/O).
   ``{"type": "json_object"}`` answers ``{"answer": "<the usual words>"}``.
 * ``n``: that many identical choices (``index`` 0..n-1); usage counts every choice's tokens.
 * ``logprobs: true`` (+ ``top_logprobs``): made-up log probabilities, one entry per token.
+
+An explicit ``reply`` option is answered as it is (no structured answer, no logprobs).
 """
 
 from __future__ import annotations
@@ -91,13 +93,14 @@ def _structured(body: dict[str, Any], pieces: list[str]) -> str | None:
     return None
 
 
-def extras_for(body: dict[str, Any], pieces: list[str]) -> Extras | None:
-    """None when the plain-text answer is all the request needs (the fast path)."""
+def extras_for(body: dict[str, Any], pieces: list[str], *, reply: bool = False) -> Extras | None:
+    """None when the plain-text answer is all the request needs (the fast path). With an explicit ``reply``
+    (the ``reply`` option) the words are that reply: no structured answer and no made-up logprobs."""
     n = body.get("n")
     n = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
     call = _tool_call(body)
-    content = None if call is not None else _structured(body, pieces)
-    wants = body.get("logprobs") is True
+    content = None if call is not None or reply else _structured(body, pieces)
+    wants = body.get("logprobs") is True and not reply
     top = body.get("top_logprobs")
     logprobs = (top if isinstance(top, int) and not isinstance(top, bool) else 0) if wants else None
     if n == 1 and call is None and content is None and logprobs is None:
