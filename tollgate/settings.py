@@ -180,6 +180,10 @@ class ModelConfig(_Strict):
     created: int | None = Field(
         default=None, ge=0, description="Unix time in /v1/models (default: load time)"
     )
+    # How local token counts (upstreams that report no usage) frame the prompt: openai, chatml, llama3, gemma;
+    # default_system_prompt: what the model's chat template inserts when a request has no system message.
+    chat_template: Literal["openai", "chatml", "llama3", "gemma"] = "openai"
+    default_system_prompt: str | None = None
 
     @property
     def display_name(self) -> str:

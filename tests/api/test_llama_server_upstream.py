@@ -26,6 +26,7 @@ from tests.support.servers import ServerThread
 from tollgate.app import create_app
 from tollgate.local.bundled import installed
 from tollgate.settings import load_settings
+from tollgate.tokens import count_messages
 
 pytest.importorskip("llama_cpp")
 
@@ -88,7 +89,13 @@ class RealGateway(Gateway):
                 {"name": "local", "kind": "local", "n_ctx": 512},
             ],
             "models": [
-                {"id": REMOTE, "pricing": PRICES, "deployments": [{"provider": "llama", "model": "smollm2"}]},
+                {
+                    "id": REMOTE,
+                    "pricing": PRICES,
+                    "chat_template": "chatml",
+                    "default_system_prompt": SMOLLM_SYSTEM,
+                    "deployments": [{"provider": "llama", "model": "smollm2"}],
+                },
                 {"id": LOCAL, "pricing": ZERO, "deployments": [{"provider": "local", "model": "smollm2"}]},
                 {
                     "id": EMBED,
@@ -107,6 +114,9 @@ class RealGateway(Gateway):
 def real(tmp_path: Path, llama_server: str) -> Iterator[RealGateway]:
     with RealGateway(tmp_path, llama_server) as gw:
         yield gw
+
+
+SMOLLM_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"  # its template's
 
 
 def ask(client: openai.OpenAI, model: str, **kw: Any) -> Any:
@@ -209,3 +219,12 @@ def test_a_client_leaving_a_local_stream_stops_the_model_and_is_billed_exactly(r
     while engine.pending and time.monotonic() < deadline:
         time.sleep(0.02)
     assert engine.pending == 0, "the generation stopped with the client"
+
+
+def test_the_estimated_prompt_counts_the_chat_templates_framing(real: RealGateway) -> None:
+    client = real.client(real.create_key())
+    exact = ask(client, REMOTE, max_tokens=1).usage.prompt_tokens  # the server's own count (JSON)
+    chunks = list(ask(client, REMOTE, max_tokens=1, stream=True))  # the server leaves usage out here
+    estimated = chunks[-1].usage.prompt_tokens
+    plain = count_messages(MSGS)  # OpenAI's framing, no default system prompt
+    assert abs(estimated - exact) <= 3 < abs(plain - exact), (estimated, exact, plain)

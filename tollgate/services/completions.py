@@ -40,6 +40,7 @@ from tollgate.services.context import JsonReply, RequestContext, StreamReply
 from tollgate.services.pipeline import Pipeline, final_failure
 from tollgate.services.request_log import RequestLogger
 from tollgate.services.stream_usage import deliver_usage, usage_mode
+from tollgate.settings import ModelConfig
 from tollgate.tokens import count_messages, count_text
 
 log = logging.getLogger("tollgate.completions")
@@ -78,9 +79,11 @@ def parse_json(raw: bytes) -> Any:
         raise ValidationError(f"The request body is not valid JSON: {exc}.") from None
 
 
-def estimate_usage(req: ChatRequest, completion_text: str) -> Usage:
+def estimate_usage(req: ChatRequest, completion_text: str, model: ModelConfig | None = None) -> Usage:
+    """Local counts, marked estimated; ``model`` (the one that served) says how its template frames the prompt."""
+    template, system = (model.chat_template, model.default_system_prompt) if model else ("openai", None)
     return Usage(
-        prompt_tokens=count_messages(req.body["messages"]),
+        prompt_tokens=count_messages(req.body["messages"], template, system),
         completion_tokens=count_text(completion_text),
         estimated=True,
     )
@@ -238,16 +241,16 @@ class CompletionService(Pipeline):
             usage = result.usage
             if usage is None and call is not None and call.api == "completions":
                 texts = [c.get("text") or "" for c in result.data["choices"] if isinstance(c, dict)]
-                usage = estimate_usage(req, "".join(texts))
+                usage = estimate_usage(req, "".join(texts), target.model)
                 result.data["usage"] = usage.to_openai()
                 body = orjson.dumps(result.data)
             elif usage is None and call is not None:
-                usage = estimate_usage(req, output_text(result.data))
+                usage = estimate_usage(req, output_text(result.data), target.model)
                 result.data["usage"] = responses_usage(usage)
                 body = orjson.dumps(result.data)
             elif usage is None:
                 message = (result.data.get("choices") or [{}])[0].get("message") or {}
-                usage = estimate_usage(req, message.get("content") or "")
+                usage = estimate_usage(req, message.get("content") or "", target.model)
                 result.data["usage"] = usage.to_openai()
                 body = orjson.dumps(result.data)
             health.succeeded(target.key, took * 1000, usage.completion_tokens, took)
@@ -443,7 +446,7 @@ class StreamRelay:
     def _usage_chunk(self) -> dict[str, Any]:
         """The final usage chunk, counted locally, for upstreams that ignore ``include_usage``."""
         stream = self.stream
-        usage = estimate_usage(self.req, stream.text())
+        usage = estimate_usage(self.req, stream.text(), self.target.model)
         stream.usage = usage
         return {
             "id": stream.meta.get("id", "chatcmpl-" + self.ctx.request_id),
