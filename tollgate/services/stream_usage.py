@@ -68,16 +68,16 @@ def _with_usage(event: bytes, usage: dict[str, Any]) -> bytes:
 class UsageShaper:
     """Rewrites the pipeline's frames (whole ``data:`` events, one or more per item) for ``OMIT``/``MERGE``."""
 
-    __slots__ = ("_held", "_merge")
+    __slots__ = ("_merge", "held")
 
     def __init__(self, mode: UsageMode) -> None:
         self._merge = mode is UsageMode.MERGE
-        self._held = b""  # MERGE: the latest finish_reason chunk, until the usage or the next chunk comes
+        self.held = b""  # MERGE: the latest finish_reason chunk, until the usage or the next chunk comes
 
     def feed(self, item: bytes) -> bytes:
         if not (_empty_choices(item) or (self._merge and _finish(item))):
-            if self._held:
-                item, self._held = self._held + item, b""
+            if self.held:
+                item, self.held = self.held + item, b""
             return item
         out: list[bytes] = []
         for event in item.split(b"\n\n"):
@@ -86,21 +86,21 @@ class UsageShaper:
             event += b"\n\n"
             usage = _usage_only(event) if _empty_choices(event) else None
             if usage is not None:
-                if self._held:  # MERGE (OMIT holds nothing): the usage joins the finish chunk
-                    out.append(_with_usage(self._held, usage))
-                    self._held = b""
+                if self.held:  # MERGE (OMIT holds nothing): the usage joins the finish chunk
+                    out.append(_with_usage(self.held, usage))
+                    self.held = b""
                 continue  # OMIT, or no finish chunk to carry it: not sent (the row has it)
-            if self._held:
-                out.append(self._held)
-                self._held = b""
+            if self.held:
+                out.append(self.held)
+                self.held = b""
             if self._merge and event != DONE and _finish(event):
-                self._held = event
+                self.held = event
             else:
                 out.append(event)
         return b"".join(out)
 
     def end(self) -> bytes:
-        held, self._held = self._held, b""
+        held, self.held = self.held, b""
         return held
 
 
@@ -111,12 +111,21 @@ def deliver_usage(reply: StreamReply, mode: UsageMode) -> StreamReply:
     shaper = UsageShaper(mode)
     inner = reply.frames
 
+    # The cheap test each frame gets: MERGE looks for a finish_reason (the usage-only chunk follows one,
+    # while it is held), OMIT for empty choices. An upstream writing JSON with spaces gets the full look.
+    marker = b'"finish_reason":"' if mode is UsageMode.MERGE else b'"choices":[]'
+
     async def frames() -> AsyncIterator[bytes]:
+        spaced: bool | None = None
         try:
             async for item in inner:
-                out = shaper.feed(item)
-                if out:
-                    yield out
+                if spaced is None:
+                    spaced = b'": ' in item
+                if spaced or shaper.held or marker in item:
+                    item = shaper.feed(item)
+                    if not item:
+                        continue
+                yield item
             rest = shaper.end()
             if rest:
                 yield rest
