@@ -79,3 +79,22 @@ def test_keys_create_manager_makes_a_key_that_may_create_any_key(tmp_path: Path,
 def test_keys_create_refuses_limits_the_database_cannot_hold(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["keys", "create", "--rpm", str(2**31), "-c", config(tmp_path)])
     assert result.exit_code == 2 and "2147483647" in result.output
+
+
+def test_database_urls_as_users_write_them_work(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    url = f"sqlite:///{tmp_path / 'plain.db'}"
+    result = CliRunner().invoke(
+        app, ["keys", "create", "--json", "-c", cfg], env={"TOLLGATE_DATABASE_URL": url}
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["key"] and (tmp_path / "plain.db").exists()
+
+
+def test_a_bad_database_url_is_one_clear_line(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    env = {"TOLLGATE_DATABASE_URL": "mysql://root:secret@db/x"}
+    result = CliRunner().invoke(app, ["keys", "list", "-c", cfg], env=env)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    (line,) = result.output.strip().splitlines()
+    assert "sqlite:///" in line and "postgresql://" in line and "secret" not in line

@@ -13,6 +13,7 @@ from tollgate.settings import (
     DEFAULT_DATABASE_URL,
     Pricing,
     Settings,
+    async_database_url,
     interpolate,
     load_settings,
     parse_config,
@@ -453,3 +454,24 @@ def test_the_usage_journal_lives_next_to_the_sqlite_file_or_the_config_file(tmp_
     assert journal_dir(pg, "<bundled>") == Path("journal")
     assert journal_dir(pg, str(config_file), journal_dir=str(tmp_path / "j")) == tmp_path / "j"
     assert journal_dir(pg, str(config_file), journal_dir="") is None
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///tollgate.db", "sqlite+aiosqlite:///tollgate.db"),
+        ("sqlite+aiosqlite:///x.db", "sqlite+aiosqlite:///x.db"),
+        ("postgresql://user@host/db", "postgresql+asyncpg://user@host/db"),
+        ("postgres://u:p@h:5432/d", "postgresql+asyncpg://u:p@h:5432/d"),
+        ("postgresql+psycopg2://h/d", "postgresql+asyncpg://h/d"),
+        ("postgresql+psycopg://h/d", "postgresql+psycopg://h/d"),
+    ],
+)
+def test_database_urls_get_the_async_driver(url: str, expected: str) -> None:
+    assert async_database_url(url) == expected
+
+
+@pytest.mark.parametrize("url", ["mysql://h/d", "tollgate.db", ""])
+def test_unusable_database_urls_are_config_errors(url: str) -> None:
+    with pytest.raises(ConfigError, match="sqlite:///"):
+        async_database_url(url)

@@ -142,5 +142,6 @@ def create_app(settings: Settings, storage: Storage | None = None) -> GatewayApp
                 HTTPException: handle_http_exception,
                 Exception: handle_unexpected,
             },
-        )
+        ),
+        settings.server.cors,
     )

@@ -107,6 +107,9 @@ class ProviderConfig(_Strict):
     model_path: str | None = None
     n_ctx: int = Field(default=2048, gt=0)
     responses_api: bool | None = None  # serves /responses natively; None: as the preset says (kind openai)
+    completions_api: bool = (
+        True  # kind openai: serves legacy /completions natively (else translated onto chat)
+    )
 
     @field_validator("preset")
     @classmethod
@@ -152,6 +155,9 @@ class Deployment(_Strict):
     quantization: str | None = None
     zdr: bool = False
     data_collection: Literal["allow", "deny"] = "allow"
+    distillable_text: bool = (
+        False  # the model's terms permit training on its output (enforce_distillable_text)
+    )
     supported_parameters: list[str] | None = None
     latency_ms: float | None = Field(default=None, gt=0)
     throughput: float | None = Field(default=None, gt=0, description="tokens per second")
@@ -171,6 +177,13 @@ class ModelConfig(_Strict):
     supported_features: list[str] = Field(default_factory=list)
     deployments: list[Deployment] = Field(min_length=1)
     routing: Literal["ordered", "weighted", "least_busy"] = "ordered"
+    created: int | None = Field(
+        default=None, ge=0, description="Unix time in /v1/models (default: load time)"
+    )
+    # How local token counts (upstreams that report no usage) frame the prompt: openai, chatml, llama3, gemma;
+    # default_system_prompt: what the model's chat template inserts when a request has no system message.
+    chat_template: Literal["openai", "chatml", "llama3", "gemma"] = "openai"
+    default_system_prompt: str | None = None
 
     @property
     def display_name(self) -> str:
@@ -195,6 +208,32 @@ def default_tiers() -> dict[str, TierConfig]:
         "production": TierConfig(rpm=1000, tpm=10_000_000, concurrency=50, cache_ttl=86_400),
         "enterprise": TierConfig(cache_ttl=86_400),
     }
+
+
+EXPOSED_HEADERS = (
+    "X-Request-Id", "X-Tokens-Used", "X-Cache", "X-Cache-Age", "Retry-After", "X-Tollgate-Model",
+    "X-Tollgate-Provider", "X-Tollgate-Upstream-Model", "X-Tollgate-Attempts", "X-Tollgate-Auto-Model",
+    "X-RateLimit-Limit-Requests", "X-RateLimit-Limit-Tokens", "X-RateLimit-Remaining-Requests",
+    "X-RateLimit-Remaining-Tokens", "X-RateLimit-Reset", "X-RateLimit-Reset-Requests", "X-RateLimit-Reset-Tokens",
+    "X-Tollgate-Cost",
+)  # fmt: skip
+
+
+class CorsConfig(_Strict):
+    """Cross-origin access for browser apps (``server.cors``); off while ``allow_origins`` is empty.
+    Preflight ``OPTIONS`` requests are answered without a key; ``["*"]`` allows any origin (or header)."""
+
+    allow_origins: list[str] = Field(default_factory=list, description='e.g. ["https://app.example.com"]')
+    allow_origin_regex: str | None = None
+    allow_methods: list[str] = Field(default_factory=lambda: ["GET", "POST", "DELETE"])
+    allow_headers: list[str] = Field(default_factory=lambda: ["*"])
+    expose_headers: list[str] = Field(default_factory=lambda: list(EXPOSED_HEADERS))
+    allow_credentials: bool = False
+    max_age: int = Field(default=600, ge=0, description="seconds a browser may cache a preflight answer")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.allow_origins or self.allow_origin_regex)
 
 
 class ServerConfig(_Strict):
@@ -250,6 +289,8 @@ class ServerConfig(_Strict):
     keep_alive_timeout: float = Field(default=5.0, gt=0)
     max_connections: int | None = Field(default=1000, gt=0)
     backlog: int = Field(default=2048, gt=0)
+    cors: CorsConfig = Field(default_factory=CorsConfig)
+    public_models: bool = False  # GET /v1/models without a key
 
     @field_validator("tiers", mode="before")
     @classmethod
@@ -406,6 +447,31 @@ class Config(_Strict):
         return self
 
 
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+pysqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+psycopg2": "postgresql+asyncpg",
+}
+_ASYNC_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg", "postgresql+psycopg")
+
+
+def async_database_url(url: str) -> str:
+    """A database URL as users write it (``sqlite:///tollgate.db``, ``postgresql://user@host/db``) with the
+    async driver Tollgate uses; a URL it cannot use is a ``ConfigError`` saying what works."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in _ASYNC_SCHEMES:
+        return url
+    if sep and scheme in _ASYNC_DRIVERS:
+        return f"{_ASYNC_DRIVERS[scheme]}://{rest}"
+    raise ConfigError(
+        f"database_url ({scheme + '://...' if sep else 'no scheme'}) is not a database URL Tollgate can use: "
+        "write sqlite:///path/to/tollgate.db "
+        "or postgresql://user:password@host:5432/dbname"
+    )
+
+
 class Settings:
     """The loaded configuration plus what the environment overrides, resolved once at start-up."""
 
@@ -413,7 +479,7 @@ class Settings:
         env = os.environ if environ is None else environ
         self.config = config
         self.source = source
-        self.database_url = env.get(ENV_DATABASE_URL) or config.database_url
+        self.database_url = async_database_url(env.get(ENV_DATABASE_URL) or config.database_url)
         self.redis_url = env.get(ENV_REDIS_URL) or config.redis_url or None
         self.provider_keys: dict[str, str | None] = {}
         for p in config.providers:

@@ -24,6 +24,7 @@ from tollgate.accounts.ratelimit import (
     RateLimiter,
     RedisRateLimiter,
     limits_for,
+    reset_duration,
 )
 from tollgate.accounts.redis_balances import RedisBalanceLedger
 from tollgate.errors import RateLimitError, TollgateError
@@ -239,3 +240,10 @@ async def test_an_unreachable_redis_refuses_with_503_not_a_crash() -> None:
             await ledger.reserve("acct", Decimal(1))
     finally:
         await redis.aclose()
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(0.02, "20ms"), (12.5, "12.5s"), (59.0, "59s"), (60.0, "1m0s"), (-1.0, "0ms")]
+)
+def test_reset_durations_are_written_as_openai_writes_them(seconds: float, text: str) -> None:
+    assert reset_duration(seconds) == text

@@ -141,7 +141,8 @@ def test_stream_is_openai_chunks_ending_with_exact_usage(gw: AnthropicGateway) -
     assert text == "lorem ipsum dolor sit amet consectetur adipiscing "
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
     usage_chunks = [c for c in chunks if c.usage is not None]
-    assert len(usage_chunks) == 1 and usage_chunks[0] is chunks[-1] and chunks[-1].choices == []
+    # No stream_options: the usage rides on the final finish_reason chunk.
+    assert len(usage_chunks) == 1 and usage_chunks[0] is chunks[-1] and chunks[-1].choices[0].finish_reason
     usage = chunks[-1].usage
     assert usage is not None and (usage.prompt_tokens, usage.completion_tokens) == (100, 7)
     (row,) = gw.usage_rows(expect=1)
@@ -300,3 +301,41 @@ def test_count_tokens_upstream_errors_are_mapped_like_messages_errors(
     assert body["error"]["type"] == error_type and message in body["error"]["message"]
     if status == 429:
         assert info.value.response.headers["retry-after"] == "3"
+
+
+@pytest.mark.parametrize("model", ["claude-count", "sim-small"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_messages_keep_the_stop_sequence_from_anthropic_and_openai_upstreams(
+    gw: AnthropicGateway, model: str, stream: bool
+) -> None:
+    client = anthropic_client(gw, gw.create_key())
+    args: Any = {"model": model, "max_tokens": 50, "messages": USER, "stop_sequences": ["never", "dolor"]}
+    if stream:
+        with client.messages.stream(**args) as events:
+            message = events.get_final_message()
+    else:
+        message = client.messages.create(**args)
+    assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "dolor")
+    assert "".join(b.text for b in message.content if b.type == "text") == "lorem ipsum "
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_chat_on_an_anthropic_upstream_reports_the_matched_stop_on_the_choice(
+    gw: AnthropicGateway, stream: bool
+) -> None:
+    client = gw.client(gw.create_key())
+    if stream:
+        chunks = list(
+            client.chat.completions.create(model="claude-count", messages=USER, stop=["dolor"], stream=True)
+        )
+        final = chunks[-1].choices[0]
+    else:
+        final = client.chat.completions.create(model="claude-count", messages=USER, stop=["dolor"]).choices[0]  # type: ignore[assignment]
+    assert final.finish_reason == "stop" and getattr(final, "stop_reason", None) == "dolor"
+
+
+def test_messages_without_a_matched_stop_end_their_turn(gw: AnthropicGateway) -> None:
+    message = anthropic_client(gw, gw.create_key()).messages.create(
+        model="sim-small", max_tokens=50, messages=USER, stop_sequences=["never"]
+    )
+    assert (message.stop_reason, message.stop_sequence) == ("end_turn", None)

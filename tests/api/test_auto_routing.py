@@ -114,9 +114,26 @@ def test_select_model_needs_a_key(gw: Gateway) -> None:
     assert post(gw, None, "/select-model", {"prompt": "hi"}).status_code == 401
 
 
-def test_auto_on_a_catalogue_the_profile_does_not_cover_is_a_400(gateway: Gateway) -> None:
-    key = gateway.create_key()
-    r = post(
-        gateway, key, "/chat/completions", {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
-    )
-    assert r.status_code == 400 and "routing profile" in r.json()["error"]["message"]
+def test_models_the_profile_does_not_score_are_ranked_with_a_neutral_prior(
+    tmp_path: Path, sim: SimServer
+) -> None:
+    rows = [Row(r.prompt, NAMES[r.model], r.correct) for r in dataset()]
+    fit(rows, hashing_embed, k=4, name=HASHING).save(tmp_path / "profile.json")
+    config = sections(sim.base_url, tmp_path / "profile.json")
+    config["models"].append({"id": "mine", "pricing": {"prompt": "0", "completion": "0"},
+                             "deployments": [{"provider": "sim", "model": "mine-up"}]})  # fmt: skip
+    with Gateway(tmp_path, sim.base_url, sections=config) as g:
+        key = g.create_key()
+        body = {
+            "model": "auto",
+            "messages": [{"role": "user", "content": CODE}],
+            "models": ["auto-strong", "mine"],
+        }
+        cheap = post(g, key, "/chat/completions", {**body, "cost_bias": 1})
+        assert cheap.status_code == 200, cheap.text
+        assert cheap.headers["x-tollgate-auto-model"] == "mine"
+        assert "unscored: neutral prior" in cheap.headers["x-tollgate-auto-reason"]
+        picked = post(
+            g, key, "/select-model", {"prompt": CODE, "models": ["auto-strong", "mine"], "cost_bias": 0}
+        )
+        assert picked.status_code == 200, picked.text

@@ -173,3 +173,23 @@ def test_every_request_leaves_one_row_even_when_refused_but_for_its_key(gateway:
     rows = gateway.usage_rows(expect=3)
     assert [r.status for r in rows] == [200, 400, 200], "the wrong key is counted, not written"
     assert len({r.request_id for r in rows}) == 3
+
+
+def test_json_reply_carries_its_cost_in_usage_and_a_header(gateway: Gateway) -> None:
+    key = gateway.create_key()
+    raw = gateway.client(key).chat.completions.with_raw_response.create(model="sim-small", messages=USER)
+    resp = raw.parse()
+    (row,) = gateway.usage_rows(expect=1)
+    assert Decimal(raw.headers["x-tollgate-cost"]) == row.cost > 0
+    assert resp.usage is not None and Decimal(str(resp.usage.model_extra["cost"])) == row.cost  # type: ignore[index]
+    assert '"cost":' in raw.text and "e-" not in raw.text.split('"cost":')[1][:20]  # a plain decimal number
+
+
+def test_limited_key_gets_openais_reset_durations(gateway: Gateway) -> None:
+    key = gateway.create_key(rpm=100, tpm=100_000)
+    raw = gateway.client(key).chat.completions.with_raw_response.create(model="sim-small", messages=USER)
+    for name in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"):
+        value = raw.headers[name]
+        assert value.endswith("s") and (
+            value.endswith("ms") or 0 < float(value.rstrip("s").split("m")[-1]) <= 60
+        )

@@ -205,7 +205,8 @@ def test_upstream_over_the_time_limit_gets_504_and_is_cancelled(tmp_path: Path, 
 def test_unknown_route_and_method_answer_json(gateway: Gateway) -> None:
     r = httpx.get(gateway.base_url + "/nope")
     assert r.status_code == 404
-    assert r.json()["code"] == "NOT_FOUND" and "/v1/nope" in r.json()["message"]
+    error = r.json()["error"]  # OpenAI's shape: an unknown /v1 route is read by OpenAI SDKs
+    assert error["code"] == "NOT_FOUND" and "/v1/nope" in error["message"]
     r = httpx.get(gateway.base_url + "/chat/completions")
     assert r.status_code == 405 and "GET" in r.json()["error"]["message"]
 

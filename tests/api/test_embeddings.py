@@ -29,7 +29,7 @@ def post(gw: Gateway, key: str, body: Any) -> httpx.Response:
 def test_float_embeddings_are_relayed_billed_and_logged(gateway: Gateway, sim: SimServer) -> None:
     key = gateway.create_key(balance="1")
     raw = gateway.client(key).embeddings.with_raw_response.create(
-        model="sim-small", input=["the quick brown fox", "jumps"], encoding_format="float", dimensions=8
+        model="sim-embed", input=["the quick brown fox", "jumps"], encoding_format="float", dimensions=8
     )
     resp = raw.parse()
     assert [d.index for d in resp.data] == [0, 1]
@@ -41,8 +41,8 @@ def test_float_embeddings_are_relayed_billed_and_logged(gateway: Gateway, sim: S
     assert (row.endpoint, row.status, row.model, row.upstream_model) == (
         "embeddings",
         200,
-        "sim-small",
-        "upstream-small",
+        "sim-embed",
+        "upstream-embed",
     )
     assert (row.prompt_tokens, row.completion_tokens, row.estimated) == (resp.usage.prompt_tokens, 0, False)
     assert row.cost == resp.usage.prompt_tokens * Decimal(PRICES["prompt"])
@@ -50,7 +50,7 @@ def test_float_embeddings_are_relayed_billed_and_logged(gateway: Gateway, sim: S
     upstream = sim.requests()[-1]
     assert upstream["path"] == "/v1/embeddings"
     assert upstream["body"] == {
-        "model": "upstream-small",
+        "model": "upstream-embed",
         "input": ["the quick brown fox", "jumps"],
         "encoding_format": "float",
         "dimensions": 8,
@@ -61,10 +61,10 @@ def test_base64_embeddings_decode_to_the_float_ones(gateway: Gateway) -> None:
     key = gateway.create_key()
     c = gateway.client(key)
     floats = (
-        c.embeddings.create(model="sim-small", input="hello world", encoding_format="float").data[0].embedding
+        c.embeddings.create(model="sim-embed", input="hello world", encoding_format="float").data[0].embedding
     )
     packed = (
-        c.embeddings.create(model="sim-small", input="hello world", encoding_format="base64")
+        c.embeddings.create(model="sim-embed", input="hello world", encoding_format="base64")
         .data[0]
         .embedding
     )
@@ -72,7 +72,7 @@ def test_base64_embeddings_decode_to_the_float_ones(gateway: Gateway) -> None:
     raw = base64.b64decode(packed)
     assert list(struct.unpack(f"<{len(raw) // 4}f", raw)) == pytest.approx(floats)
     # the SDK asks for base64 by default and decodes it itself
-    assert c.embeddings.create(model="sim-small", input="hello world").data[0].embedding == pytest.approx(
+    assert c.embeddings.create(model="sim-embed", input="hello world").data[0].embedding == pytest.approx(
         floats
     )
     assert [r.endpoint for r in gateway.usage_rows(expect=3)] == ["embeddings"] * 3
@@ -81,18 +81,19 @@ def test_base64_embeddings_decode_to_the_float_ones(gateway: Gateway) -> None:
 def test_token_id_inputs_are_accepted(gateway: Gateway) -> None:
     key = gateway.create_key()
     resp = gateway.client(key).embeddings.create(
-        model="sim-small", input=[[1, 2, 3], [4, 5]], encoding_format="float"
+        model="sim-embed", input=[[1, 2, 3], [4, 5]], encoding_format="float"
     )
     assert len(resp.data) == 2
-    one = gateway.client(key).embeddings.create(model="sim-small", input=[7, 8, 9], encoding_format="float")
+    one = gateway.client(key).embeddings.create(model="sim-embed", input=[7, 8, 9], encoding_format="float")
     assert len(one.data) == 1
 
 
 def test_fallback_deployment_serves_when_the_first_is_down(gateway: Gateway) -> None:
     key = gateway.create_key()
-    raw = gateway.client(key).embeddings.with_raw_response.create(model="sim-fallback", input="hi")
+    raw = gateway.client(key).embeddings.with_raw_response.create(model="sim-embed-fallback", input="hi")
     assert (
-        raw.headers["x-tollgate-attempts"] == "2" and raw.headers["x-tollgate-upstream-model"] == "upstream-b"
+        raw.headers["x-tollgate-attempts"] == "2"
+        and raw.headers["x-tollgate-upstream-model"] == "upstream-embed"
     )
     (row,) = gateway.usage_rows(expect=1)
     assert (row.status, row.attempts, row.provider) == (200, 2, "sim")
@@ -113,6 +114,7 @@ def test_fallback_deployment_serves_when_the_first_is_down(gateway: Gateway) -> 
         ),
         ({"model": "sim-small", "input": "hi", "dimensions": 0}, "dimensions", "positive integer"),
         ({"model": "nope", "input": "hi"}, "model", "is not available"),
+        ({"model": "sim-small", "input": "hi"}, "model", "not an embeddings model"),
     ],
 )
 def test_invalid_requests_get_openai_errors_and_a_row(
@@ -129,9 +131,9 @@ def test_invalid_requests_get_openai_errors_and_a_row(
 
 def test_wrong_key_is_refused_and_leaves_no_row(gateway: Gateway) -> None:
     with pytest.raises(openai.AuthenticationError):
-        gateway.client("tg-wrong").embeddings.create(model="sim-small", input="hi")
+        gateway.client("tg-wrong").embeddings.create(model="sim-embed", input="hi")
     key = gateway.create_key()
-    gateway.client(key).embeddings.create(model="sim-small", input="hi")
+    gateway.client(key).embeddings.create(model="sim-embed", input="hi")
     (row,) = gateway.usage_rows(expect=1)
     assert (row.endpoint, row.status) == ("embeddings", 200), "a refused key is counted, not written"
     assert gateway.app.state.completions.auth.invalid_attempts == 1
@@ -155,7 +157,7 @@ def usageless_gateway(tmp_path: Path) -> Iterator[Gateway]:
 def test_missing_upstream_usage_is_counted_locally_and_marked_estimated(usageless_gateway: Gateway) -> None:
     key = usageless_gateway.create_key()
     resp = usageless_gateway.client(key).embeddings.create(
-        model="sim-small", input=["hello world", "bye"], encoding_format="float"
+        model="sim-embed", input=["hello world", "bye"], encoding_format="float"
     )
     assert resp.usage.prompt_tokens == 3  # "hello world" + "bye" in cl100k
     (row,) = usageless_gateway.usage_rows(expect=1)

@@ -26,6 +26,7 @@ from tests.support.servers import ServerThread
 from tollgate.app import create_app
 from tollgate.local.bundled import installed
 from tollgate.settings import load_settings
+from tollgate.tokens import count_messages
 
 pytest.importorskip("llama_cpp")
 
@@ -88,7 +89,13 @@ class RealGateway(Gateway):
                 {"name": "local", "kind": "local", "n_ctx": 512},
             ],
             "models": [
-                {"id": REMOTE, "pricing": PRICES, "deployments": [{"provider": "llama", "model": "smollm2"}]},
+                {
+                    "id": REMOTE,
+                    "pricing": PRICES,
+                    "chat_template": "chatml",
+                    "default_system_prompt": SMOLLM_SYSTEM,
+                    "deployments": [{"provider": "llama", "model": "smollm2"}],
+                },
                 {"id": LOCAL, "pricing": ZERO, "deployments": [{"provider": "local", "model": "smollm2"}]},
                 {
                     "id": EMBED,
@@ -107,6 +114,9 @@ class RealGateway(Gateway):
 def real(tmp_path: Path, llama_server: str) -> Iterator[RealGateway]:
     with RealGateway(tmp_path, llama_server) as gw:
         yield gw
+
+
+SMOLLM_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"  # its template's
 
 
 def ask(client: openai.OpenAI, model: str, **kw: Any) -> Any:
@@ -133,8 +143,8 @@ def test_stream_through_the_llama_server_still_ends_with_usage(real: RealGateway
     assert text
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
     final = chunks[-1]
-    assert final.choices == [] and final.usage is not None, (
-        "Tollgate adds the usage chunk the server left out"
+    assert final.choices[0].finish_reason == "length" and final.usage is not None, (
+        "Tollgate adds the usage the server left out, on the finish chunk"
     )
     assert final.usage.completion_tokens > 0
     (row,) = real.usage_rows(expect=1)
@@ -160,7 +170,7 @@ def test_in_process_model_answers_json_and_streams_with_exact_usage(real: RealGa
     assert resp.choices[0].message.content and resp.usage is not None
     assert resp.usage.completion_tokens == 4
     chunks = list(ask(client, LOCAL, max_tokens=4, stream=True, stop=["\n\n"]))
-    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].choices[0].finish_reason and chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens == 4
     rows = real.usage_rows(expect=2)
     assert [(r.provider, r.stream, r.estimated) for r in rows] == [
@@ -209,3 +219,12 @@ def test_a_client_leaving_a_local_stream_stops_the_model_and_is_billed_exactly(r
     while engine.pending and time.monotonic() < deadline:
         time.sleep(0.02)
     assert engine.pending == 0, "the generation stopped with the client"
+
+
+def test_the_estimated_prompt_counts_the_chat_templates_framing(real: RealGateway) -> None:
+    client = real.client(real.create_key())
+    exact = ask(client, REMOTE, max_tokens=1).usage.prompt_tokens  # the server's own count (JSON)
+    chunks = list(ask(client, REMOTE, max_tokens=1, stream=True))  # the server leaves usage out here
+    estimated = chunks[-1].usage.prompt_tokens
+    plain = count_messages(MSGS)  # OpenAI's framing, no default system prompt
+    assert abs(estimated - exact) <= 3 < abs(plain - exact), (estimated, exact, plain)

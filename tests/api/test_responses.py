@@ -127,6 +127,19 @@ def test_function_tools_are_sent_upstream_as_chat_tools(gateway: Gateway, sim: S
     assert body["messages"][2] == {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}
 
 
+def test_function_tools_are_echoed_with_strict(gateway: Gateway) -> None:
+    key = gateway.create_key()
+    resp = gateway.client(key).responses.create(
+        model="sim-small",
+        input="weather?",
+        tools=[
+            {"type": "function", "name": "a", "parameters": {"type": "object"}, "strict": False},
+            {"type": "function", "name": "b", "parameters": {"type": "object"}},  # type: ignore[typeddict-item]
+        ],
+    )
+    assert [(t.name, t.strict) for t in resp.tools] == [("a", False), ("b", True)]  # type: ignore[union-attr]
+
+
 def test_errors_are_in_openai_shape_and_leave_a_row(gateway: Gateway) -> None:
     key = gateway.create_key()
     with pytest.raises(openai.BadRequestError) as caught:

@@ -113,8 +113,23 @@ def test_selection_rejects_bad_input(trained: tuple[Profile, list[Row]]) -> None
     v = embed(["hello"])[0]
     with pytest.raises(ValueError, match="cost_bias"):
         select(profile, v, PRICES, 1.5)
-    with pytest.raises(ValueError, match="no scores for gpt-x"):
-        select(profile, v, {"gpt-x": Decimal(1)}, 0.5)
+    with pytest.raises(ValueError, match="no candidate"):
+        select(profile, v, {}, 0.5)
+
+
+def test_an_unscored_model_is_ranked_with_a_neutral_prior_and_the_reason_says_so(
+    trained: tuple[Profile, list[Row]],
+) -> None:
+    profile, _ = trained
+    v = embed(["recommend a movie for the weekend"])[0]
+    cluster = profile.nearest(v)
+    prices = {**PRICES, "mine": Decimal(0)}  # the operator's own model, free, never scored
+    chosen = select(profile, v, prices, 1.0)  # all weight on price: the free unscored model wins
+    assert chosen.model == "mine" and "unscored: neutral prior" in chosen.reason
+    mine = next(c for c in chosen.ranked if c.model == "mine")
+    scored = [profile.scores[m][cluster] for m in PRICES]
+    assert mine.prior and mine.quality == pytest.approx(sum(scored) / len(scored))
+    assert select(profile, v, prices, 0.0).model != "mine"  # quality only: a specialist beats the prior
 
 
 def test_kmeans_separates_obvious_clusters() -> None:

@@ -14,7 +14,7 @@ CAT = catalog(
         "m",
         dep("alpha", quantization="fp8", zdr=True, data_collection="deny", pricing=CHEAP),
         dep("beta", supported_parameters=["temperature", "tools"], pricing=DEAR),
-        dep("gamma", quantization="int4", data_collection="allow"),
+        dep("gamma", quantization="int4", data_collection="allow", distillable_text=True),
         quantization="bf16",
         pricing={"prompt": "0.000001", "completion": "0.000002"},
     )
@@ -81,3 +81,9 @@ def test_nothing_left_says_which_filter_excluded_which_deployment() -> None:
     assert "'provider_zdr'" in err.message and "m@beta/beta-model" in err.message
     assert err.details["excluded"]["provider_zdr"] == ["m@beta/beta-model", "m@gamma/gamma-model"]
     assert label(CAT.targets("m")[0]) == "m@alpha/alpha-model"
+
+
+def test_enforce_distillable_text_keeps_only_deployments_marked_distillable() -> None:
+    assert kept({"provider_enforce_distillable_text": True}) == ["gamma"]
+    assert kept({"provider": {"enforce_distillable_text": True}}) == ["gamma"]
+    assert kept({"provider_enforce_distillable_text": False}) == ["alpha", "beta", "gamma"]

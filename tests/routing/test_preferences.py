@@ -43,6 +43,13 @@ def test_flat_fields_are_parsed_and_removed_from_the_body() -> None:
     }
     assert prefs.zdr is True and prefs.data_collection == "deny"
     assert prefs.require_parameters is True and prefs.allow_fallbacks is False
+    assert prefs.enforce_distillable_text is True
+
+
+def test_provider_configs_with_content_are_refused() -> None:
+    with pytest.raises(ValidationError) as exc:
+        take_preferences({"model": "m", "provider_configs": {"openai": {"temperature": 0}}})
+    assert exc.value.param == "provider_configs" and "deployment" in exc.value.message
 
 
 def test_openrouter_provider_object_is_parsed_and_removed() -> None:

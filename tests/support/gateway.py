@@ -61,6 +61,21 @@ def gateway_config(sim_base_url: str, db_url: str, **server: Any) -> dict[str, A
                 ],
             },
             {"id": "unreachable", "pricing": PRICES, "deployments": [{"provider": "down", "model": "x"}]},
+            {
+                "id": "sim-embed",
+                "pricing": PRICES,
+                "output_modalities": ["embeddings"],
+                "deployments": [{"provider": "sim", "model": "upstream-embed"}],
+            },
+            {
+                "id": "sim-embed-fallback",
+                "pricing": PRICES,
+                "output_modalities": ["embeddings"],
+                "deployments": [
+                    {"provider": "down", "model": "x"},
+                    {"provider": "sim", "model": "upstream-embed"},
+                ],
+            },
         ],
     }
 

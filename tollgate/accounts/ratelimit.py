@@ -84,14 +84,30 @@ class Grant:
         return window_headers(self.limits, self.window, self.requests_used, self.tokens_used)
 
 
-def window_headers(limits: Limits, window: int, requests_used: int, tokens_used: int) -> dict[str, str]:
+def reset_duration(seconds: float) -> str:
+    """OpenAI's ``x-ratelimit-reset-*`` duration: ``"20ms"``, ``"12.5s"``, ``"1m0s"``."""
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    minutes, rest = divmod(round(seconds, 3), 60)
+    text = f"{rest:.3f}".rstrip("0").rstrip(".") + "s"
+    return f"{int(minutes)}m{text}" if minutes else text
+
+
+def window_headers(
+    limits: Limits, window: int, requests_used: int, tokens_used: int, now: float | None = None
+) -> dict[str, str]:
+    """``X-RateLimit-Reset`` is the window's end (Unix time); ``-Reset-Requests`` / ``-Reset-Tokens`` the time
+    until then as OpenAI writes it (the same for both: one window counts both)."""
     out: dict[str, str] = {}
+    left = reset_duration(window + WINDOW - (time.time() if now is None else now))
     if limits.rpm is not None:
         out["X-RateLimit-Limit-Requests"] = str(limits.rpm)
         out["X-RateLimit-Remaining-Requests"] = str(max(0, limits.rpm - requests_used))
+        out["X-RateLimit-Reset-Requests"] = left
     if limits.tpm is not None:
         out["X-RateLimit-Limit-Tokens"] = str(limits.tpm)
         out["X-RateLimit-Remaining-Tokens"] = str(max(0, limits.tpm - tokens_used))
+        out["X-RateLimit-Reset-Tokens"] = left
     if out or limits.concurrency is not None:
         out["X-RateLimit-Reset"] = str(window + WINDOW)
     return out
@@ -114,7 +130,7 @@ def refuse(
         what = (
             f"{limits.rpm} requests per minute" if dimension == "rpm" else f"{limits.tpm} tokens per minute"
         )
-    headers = window_headers(limits, window, requests_used, tokens_used)
+    headers = window_headers(limits, window, requests_used, tokens_used, now)
     headers["Retry-After"] = str(retry)
     return RateLimitError(
         f"Rate limit exceeded: this key allows {what}{tier}. Retry after {retry} s.",

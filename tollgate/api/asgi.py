@@ -6,12 +6,14 @@ from __future__ import annotations
 import logging
 
 from starlette.applications import Starlette
-from starlette.types import Receive, Scope, Send
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tollgate.api.chat import chat_completions
 from tollgate.api.errors import render_error
 from tollgate.api.http import send_json
 from tollgate.errors import MethodNotAllowedError, TollgateError
+from tollgate.settings import CorsConfig
 from tollgate.storage.outage import outage
 
 log = logging.getLogger("tollgate.api")
@@ -20,11 +22,30 @@ CHAT_PATHS = frozenset({"/v1/chat/completions", "/api/v1/chat/completions"})
 
 
 class GatewayApp:
-    def __init__(self, app: Starlette) -> None:
+    """With ``cors`` enabled, Starlette's ``CORSMiddleware`` sits in front of both paths: it answers
+    preflight ``OPTIONS`` requests itself (no key needed) and adds the CORS headers to every answer to an
+    allowed origin. Without it, nothing is in front (the default)."""
+
+    def __init__(self, app: Starlette, cors: CorsConfig | None = None) -> None:
         self.app = app
         self.state = app.state
+        self._entry: ASGIApp = self._dispatch
+        if cors is not None and cors.enabled:
+            self._entry = CORSMiddleware(
+                self._dispatch,
+                allow_origins=cors.allow_origins,
+                allow_origin_regex=cors.allow_origin_regex,
+                allow_methods=cors.allow_methods,
+                allow_headers=cors.allow_headers,
+                expose_headers=cors.expose_headers,
+                allow_credentials=cors.allow_credentials,
+                max_age=cors.max_age,
+            )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._entry(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] in CHAT_PATHS:
             if scope["method"] != "POST":
                 err: TollgateError = MethodNotAllowedError(

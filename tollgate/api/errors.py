@@ -33,8 +33,21 @@ _OPENAI_PATHS = (
 )
 
 
+# Endpoints in the classification/management shape; any other ``/v1/...`` path (an unknown route included)
+# answers in OpenAI's shape, which is what an SDK pointed at the gateway reads.
+_OWN_SHAPE_PATHS = (
+    "/v1/keys", "/v1/balance", "/v1/usage", "/v1/logs", "/v1/classify", "/v1/tag", "/v1/classifiers",
+    "/v1/select-model", "/v1/batches", "/v1/files", "/v1/jobs",
+)  # fmt: skip
+
+
 def is_openai_path(path: str) -> bool:
     return path.removeprefix("/api").startswith(_OPENAI_PATHS)
+
+
+def is_unknown_openai_route(path: str) -> bool:
+    bare = path.removeprefix("/api")
+    return bare.startswith("/v1/") and not bare.startswith(_OWN_SHAPE_PATHS)
 
 
 def is_anthropic_path(path: str) -> bool:
@@ -96,6 +109,12 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     else:
         err = ValidationError(str(exc.detail))
         err.status = exc.status_code  # type: ignore[misc]
+    if (
+        exc.status_code == 404
+        and is_unknown_openai_route(request.url.path)
+        and not is_anthropic_path(request.url.path)
+    ):
+        return Response(openai_body(err), status_code=404, media_type="application/json")
     return error_response(err, request.url.path)
 
 

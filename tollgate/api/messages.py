@@ -47,9 +47,9 @@ _STREAM_ERRORS: dict[str, type[TollgateError]] = {
 class AnthropicEvents:
     """The pipeline's chat chunks as Anthropic Messages events (``reframe``'s encoder)."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, stops: list[str]) -> None:
         # message_start reports 0 input tokens: the real count follows in message_delta, which SDKs apply.
-        self.encoder = MessagesStreamEncoder(model=model)
+        self.encoder = MessagesStreamEncoder(model=model, stops=stops)
 
     def feed(self, chunk: dict[str, Any]) -> list[Event]:
         return self.encoder.feed(chunk)
@@ -72,18 +72,20 @@ async def create_message(request: Request) -> Response:
     request.state.request_id = ctx.request_id
     raw = await read_request_body(request, state.settings.server.body_limit)
     model = ""
+    stops: list[str] = []
 
     def translate(raw: bytes) -> dict[str, Any]:
-        nonlocal model
+        nonlocal model, stops
         body = openai_request_from_messages(parse_json(raw))
         model = body["model"]
+        stops = list(body.get("stop") or [])
         return body
 
     reply = await service.handle(ctx, raw, translate)
     if isinstance(reply, JsonReply):
-        message = messages_response_from_openai(orjson.loads(reply.body), model=model)
+        message = messages_response_from_openai(orjson.loads(reply.body), model=model, stops=stops)
         return json_response(orjson.dumps(message), reply.headers, reply.status)
-    return SSEResponse(reframe(reply, AnthropicEvents(model)))
+    return SSEResponse(reframe(reply, AnthropicEvents(model, stops)))
 
 
 async def count_tokens(request: Request) -> Response:

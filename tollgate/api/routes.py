@@ -22,17 +22,21 @@ from tollgate.api.classify import (
     tag,
     tag_batch,
 )
+from tollgate.api.completions import create_completion
 from tollgate.api.embeddings import create_embeddings
 from tollgate.api.health import healthz
 from tollgate.api.management import create_key, get_balance, get_logs, get_usage, list_keys, revoke_key
 from tollgate.api.messages import count_tokens, create_message
-from tollgate.api.models import get_model, list_models
+from tollgate.api.models import get_model, list_chat_models, list_models
 from tollgate.api.responses import create_response
 from tollgate.api.select_model import select_model
 
 
 def routes() -> list[BaseRoute]:
-    table: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
+    table: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/api/v1/chat/models", list_chat_models, methods=["GET"]),
+    ]
     for prefix in ("/v1", "/api/v1"):
         table += [
             Route(f"{prefix}/models", list_models, methods=["GET"]),
@@ -47,6 +51,7 @@ def routes() -> list[BaseRoute]:
             Route(f"{prefix}/messages/count_tokens", count_tokens, methods=["POST"]),
             Route(f"{prefix}/responses", create_response, methods=["POST"]),
             Route(f"{prefix}/embeddings", create_embeddings, methods=["POST"]),
+            Route(f"{prefix}/completions", create_completion, methods=["POST"]),
             Route(f"{prefix}/select-model", select_model, methods=["POST"]),
             Route(f"{prefix}/classify", classify, methods=["POST"]),
             Route(f"{prefix}/classify/batch", classify_batch, methods=["POST"]),

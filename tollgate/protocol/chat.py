@@ -116,4 +116,19 @@ def parse_chat_request(body: Any) -> ChatRequest:
         stream = False
     if not isinstance(stream, bool):
         raise ValidationError("'stream' must be true or false.", param="stream")
+    if body.get("cache") is not None and not isinstance(body["cache"], bool):
+        raise ValidationError(
+            f"'cache' must be true or false (false: skip the response cache); got {body['cache']!r}.",
+            param="cache",
+        )
+    options = body.get("stream_options")
+    if options is not None:
+        if not isinstance(options, dict):
+            raise ValidationError(
+                "'stream_options' must be an object, e.g. {\"include_usage\": true}.", param="stream_options"
+            )
+        if options.get("include_usage") is not None and not isinstance(options["include_usage"], bool):
+            raise ValidationError(
+                "'stream_options.include_usage' must be true or false.", param="stream_options.include_usage"
+            )
     return ChatRequest(body, model, stream, max_completion or max_tokens)

@@ -20,6 +20,25 @@ def _obj(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _echoed_tools(tools: Any) -> list[Any]:
+    """The request's tools as a response echoes them: function tools with ``strict`` (OpenAI's default for
+    the Responses API is true) and ``description`` / ``parameters`` always present."""
+    if not isinstance(tools, list):
+        return []
+    out: list[Any] = []
+    for tool in tools:
+        if isinstance(tool, dict) and tool.get("type") == "function":
+            strict = tool.get("strict")
+            tool = {
+                **tool,
+                "description": tool.get("description"),
+                "parameters": tool.get("parameters"),
+                "strict": True if strict is None else strict,
+            }
+        out.append(tool)
+    return out
+
+
 def responses_usage(usage: Usage) -> dict[str, Any]:
     """The ``usage`` object of a response (input tokens include cached ones, as in chat completions)."""
     return {
@@ -75,7 +94,7 @@ def _response(
         "temperature": request.get("temperature"),
         "text": {"format": {"type": "text"}, **text},
         "tool_choice": request.get("tool_choice") or "auto",
-        "tools": request.get("tools") or [],
+        "tools": _echoed_tools(request.get("tools")),
         "top_p": request.get("top_p"),
         "truncation": request.get("truncation") or "disabled",
         "usage": responses_usage(usage) if usage is not None else None,

@@ -72,6 +72,7 @@ class ChatStream(ABC):
 class Provider(ABC):
     name: str
     responses_api: bool = False  # the upstream serves ``POST /responses``: see ``responses``
+    completions_api: bool = False  # the upstream serves legacy ``POST /completions``: see ``completions``
 
     @abstractmethod
     async def chat(self, body: dict[str, Any], upstream_model: str, timeout: float) -> ChatResult: ...
@@ -107,6 +108,29 @@ class Provider(ABC):
     ) -> ChatStream:
         """``POST /responses`` with ``stream: true``, forwarded as it is: a ``native`` stream."""
         raise UpstreamRejectedError(f"{self.name}: this provider does not serve the Responses API")
+
+    def serves(self, api: str) -> bool:
+        """Whether the upstream serves ``api`` (``"responses"``, ``"completions"``) itself."""
+        return self.responses_api if api == "responses" else api == "completions" and self.completions_api
+
+    async def completions(
+        self,
+        body: dict[str, Any],  # noqa: ARG002 - the default refuses whatever it is given
+        upstream_model: str,  # noqa: ARG002
+        timeout: float,  # noqa: ARG002
+    ) -> ChatResult:
+        """Legacy ``POST /completions`` forwarded as it is (``completions_api`` providers): ``data`` is the
+        ``text_completion`` object."""
+        raise UpstreamRejectedError(f"{self.name}: this provider does not serve legacy completions")
+
+    async def completions_stream(
+        self,
+        body: dict[str, Any],  # noqa: ARG002 - the default refuses whatever it is given
+        upstream_model: str,  # noqa: ARG002
+        timeout: float,  # noqa: ARG002
+    ) -> ChatStream:
+        """Legacy ``POST /completions`` with ``stream: true``, forwarded: a ``native`` stream."""
+        raise UpstreamRejectedError(f"{self.name}: this provider does not serve legacy completions")
 
     @abstractmethod
     async def close(self) -> None: ...

@@ -22,7 +22,7 @@ from tollgate.providers.base import ChatResult, ChatStream, EmbeddingsResult, Pr
 from tollgate.providers.http import HttpClient, UpstreamResponse
 from tollgate.providers.openai_responses import ResponsesStream, parse_response
 from tollgate.providers.presets import GENERIC, Preset, adapt_body, preset
-from tollgate.providers.sse import encode_data, parse_event
+from tollgate.providers.sse import DONE, encode_data, parse_event
 from tollgate.providers.upstream_stream import UpstreamSSEStream
 from tollgate.providers.usage import Usage
 from tollgate.settings import ProviderConfig
@@ -128,6 +128,29 @@ class OpenAIStream(UpstreamSSEStream):
         return "".join(parts)
 
 
+class CompletionsStream(OpenAIStream):
+    """A legacy ``/completions`` stream relayed as it comes (``native``: the relay adds nothing; the
+    upstream's own ``[DONE]`` ends it, and a failure ends it with an error frame and ``[DONE]``)."""
+
+    native = True
+
+    def _event(self, raw: bytes) -> bytes:
+        out = super()._event(raw)
+        return DONE if self.finished and not out else out
+
+    def text(self) -> str:
+        return "".join(
+            c["text"]
+            for choices in self._choices
+            for c in choices
+            if isinstance(c, dict) and isinstance(c.get("text"), str)
+        )
+
+    def failure_event(self, err: UpstreamError) -> bytes:
+        error = {"message": err.message, "type": err.type, "param": err.param, "code": err.code}
+        return encode_data(orjson.dumps({"error": error})) + DONE
+
+
 class OpenAICompatProvider(Provider):
     def __init__(self, config: ProviderConfig, api_key: str | None) -> None:
         self.name = config.name
@@ -141,6 +164,7 @@ class OpenAICompatProvider(Provider):
         self.responses_api = (
             config.responses_api if config.responses_api is not None else self._quirks.responses_api
         )
+        self.completions_api = config.completions_api
         self._client = HttpClient.for_provider(config)
 
     async def chat(self, body: dict[str, Any], upstream_model: str, timeout: float) -> ChatResult:
@@ -167,6 +191,24 @@ class OpenAICompatProvider(Provider):
         payload = orjson.dumps({**body, "model": upstream_model})
         resp = await self._open(self.config.base_url + "/responses", payload, timeout)
         return ResponsesStream(self.name, resp)
+
+    async def completions(self, body: dict[str, Any], upstream_model: str, timeout: float) -> ChatResult:
+        """``POST {base_url}/completions``: the body as the client sent it, with the upstream model name."""
+        payload = orjson.dumps({**body, "model": upstream_model})
+        raw, data = await self._post(self.config.base_url + "/completions", payload, timeout)
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+            raise UpstreamBadResponseError(f"{self.name}: the upstream answer is not a text completion")
+        return ChatResult(raw, data, Usage.from_openai(data.get("usage")))
+
+    async def completions_stream(
+        self, body: dict[str, Any], upstream_model: str, timeout: float
+    ) -> ChatStream:
+        out = {**body, "model": upstream_model}
+        if self._quirks.stream_usage:  # asked for billing; stripped again if the client did not want it
+            opts = out.get("stream_options")
+            out["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
+        resp = await self._open(self.config.base_url + "/completions", orjson.dumps(out), timeout)
+        return CompletionsStream(self.name, resp)
 
     async def _post(self, url: str, payload: bytes, timeout: float) -> tuple[bytes, Any]:
         """POST and parse JSON; an error status is raised here, mapped."""

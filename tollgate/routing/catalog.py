@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from tollgate.errors import NotFoundError, ValidationError
@@ -31,6 +32,7 @@ class Target:
 class Catalog:
     def __init__(self, models: list[ModelConfig], providers: dict[str, Provider]) -> None:
         self.models = {m.id: m for m in models}
+        self.loaded_at = int(time.time())  # the ``created`` of models whose configuration names none
         self._targets = {m.id: [Target(m, d, providers[d.provider]) for d in m.deployments] for m in models}
 
     def model(self, model_id: str) -> ModelConfig:

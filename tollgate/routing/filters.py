@@ -106,6 +106,14 @@ def _filters(prefs: Preferences, body: dict[str, Any]) -> list[tuple[str, str, P
         )
     if prefs.zdr:
         out.append((prefs.name("zdr"), "zero data retention", lambda t: t.deployment.zdr))
+    if prefs.enforce_distillable_text:
+        out.append(
+            (
+                prefs.name("enforce_distillable_text"),
+                "a model whose terms permit distillation (deployment distillable_text)",
+                lambda t: t.deployment.distillable_text,
+            )
+        )
     if prefs.data_collection == "deny":
         out.append(
             (

@@ -32,10 +32,12 @@ _FIELDS: Final = {
     "data_collection": ("provider_data_collection", "data_collection"),
     "require_parameters": ("provider_require_parameters", "require_parameters"),
     "allow_fallbacks": ("provider_allow_fallbacks", "allow_fallbacks"),
+    "enforce_distillable_text": ("provider_enforce_distillable_text", "enforce_distillable_text"),
 }
 _FLAT_PRICES: Final = {kind: f"provider_max_{kind}_price" for kind in PRICE_KINDS}
-# Accepted (and removed) but without effect: seed 002 lists them, no deployment metadata backs them.
-_IGNORED: Final = ("provider_configs", "provider_enforce_distillable_text")
+# Refused when set (an empty value is accepted and removed): Tollgate keeps per-provider request settings in
+# the deployments' configuration, not in requests.
+_IGNORED: Final = ("provider_configs",)
 ROUTING_FIELDS: Final = frozenset(
     ["models", "provider", *(flat for flat, _ in _FIELDS.values()), *_FLAT_PRICES.values(), *_IGNORED]
 )
@@ -54,6 +56,7 @@ class Preferences:
     data_collection: Literal["allow", "deny"] | None = None
     require_parameters: bool = False
     allow_fallbacks: bool = True
+    enforce_distillable_text: bool = False  # only deployments marked distillable_text
     names: dict[str, str] = field(default_factory=dict)  # preference -> the field name the client used
 
     def name(self, pref: str) -> str:
@@ -108,6 +111,8 @@ def _set(prefs: Preferences, attr: str, value: Any, name: str) -> None:
             prefs.require_parameters = _bool(value, name)
         case "allow_fallbacks":
             prefs.allow_fallbacks = _bool(value, name)
+        case "enforce_distillable_text":
+            prefs.enforce_distillable_text = _bool(value, name)
         case "data_collection":
             if value not in ("allow", "deny"):
                 raise ValidationError(f"'{name}' must be 'allow' or 'deny'; got {value!r}.", param=name)
@@ -159,5 +164,10 @@ def take_preferences(body: dict[str, Any]) -> Preferences:
         _set(prefs, f"max_price.{kind}", body.pop(flat, None), flat)
     _nested(prefs, body.pop("provider", None))
     for name in _IGNORED:
-        body.pop(name, None)
+        if body.pop(name, None):
+            raise ValidationError(
+                f"'{name}' is not supported: per-provider request settings are part of each deployment's "
+                "configuration on this gateway; remove the field.",
+                param=name,
+            )
     return prefs

@@ -1,7 +1,8 @@
 """The chat-completions pipeline: authenticate → validate → admit → route → attempt → relay → settle.
 
 ``POST /v1/responses`` runs through it too: translated onto chat completions, except on targets whose
-upstream serves the Responses API itself (``NativeRequest``), which get the request as the client sent it.
+upstream serves the Responses API itself (``NativeRequest``), which get the request as the client sent it;
+so does legacy ``POST /v1/completions`` (``NativeRequest(api="completions")``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -31,6 +33,7 @@ from tollgate.providers.openai_responses import output_text
 from tollgate.providers.sse import DONE, encode_data, rename_model
 from tollgate.providers.usage import Usage
 from tollgate.routing.auto.chooser import selection_headers
+from tollgate.routing.capabilities import fit_chat
 from tollgate.routing.catalog import Target
 from tollgate.services.admission import prompt_estimate
 from tollgate.services.billing import CLIENT_CLOSED
@@ -38,27 +41,30 @@ from tollgate.services.cache import Lookup, ResponseCache
 from tollgate.services.context import JsonReply, RequestContext, StreamReply
 from tollgate.services.pipeline import Pipeline, final_failure
 from tollgate.services.request_log import RequestLogger
+from tollgate.services.stream_usage import deliver_usage, usage_mode
+from tollgate.settings import ModelConfig
 from tollgate.storage.outage import outage
 from tollgate.tokens import count_messages, count_text
 
 log = logging.getLogger("tollgate.completions")
 
-NATIVE_HEADER = "X-Tollgate-Upstream-API"  # "responses": the reply is the upstream's own Responses answer
+NATIVE_HEADER = "X-Tollgate-Upstream-API"  # "responses"/"completions": the upstream's own answer to that API
 
 
 @dataclass(slots=True)
 class NativeRequest:
     """A Responses API request as the client sent it, for the targets whose upstream serves ``/responses``
-    (``Provider.responses_api``); the others get the translated chat request. ``refusal`` is set when only
+    (``Provider.serves(api)``); the others get the translated chat request. ``refusal`` is set when only
     native targets can serve it (stored state): the 400 when none is in the plan."""
 
     body: dict[str, Any] = field(default_factory=dict)
     refusal: ValidationError | None = None
+    api: str = "responses"  # or "completions": legacy ``/completions`` (``Provider.serves``)
 
     def narrow(self, targets: list[Target]) -> list[Target]:
         if self.refusal is None:
             return targets
-        native = [t for t in targets if t.provider.responses_api]
+        native = [t for t in targets if t.provider.serves(self.api)]
         if not native:
             raise self.refusal
         return native
@@ -102,12 +108,38 @@ def json_depth(value: Any, stop: int = MAX_JSON_DEPTH) -> int:
     return deepest
 
 
-def estimate_usage(req: ChatRequest, completion_text: str) -> Usage:
+def estimate_usage(req: ChatRequest, completion_text: str, model: ModelConfig | None = None) -> Usage:
+    """Local counts, marked estimated; ``model`` (the one that served) says how its template frames the prompt."""
+    template, system = (model.chat_template, model.default_system_prompt) if model else ("openai", None)
     return Usage(
-        prompt_tokens=count_messages(req.body["messages"]),
+        prompt_tokens=count_messages(req.body["messages"], template, system),
         completion_tokens=count_text(completion_text),
         estimated=True,
     )
+
+
+def cost_text(cost: Decimal) -> str:
+    """A cost as a plain decimal number (no exponent, no trailing zeros): ``"0.000042"``, ``"0"``."""
+    text = format(cost, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def with_cost(body: bytes, data: dict[str, Any], cost: Decimal) -> bytes:
+    """``body`` with ``usage.cost`` (a JSON number, as OpenRouter returns it): the price of the request at
+    the model's prices (before any free monthly allowance). Spliced in at the top-level ``usage`` key, so
+    the rest of the upstream's bytes stay as they were."""
+    if not isinstance(data.get("usage"), dict):
+        return body
+    number = cost_text(cost).encode()
+    at = body.rfind(b'"usage":')
+    if at >= 0:
+        brace = at + 8 + (body[at + 8 : at + 9] == b" ")
+        if body[brace : brace + 1] == b"{":
+            rest = body[brace + 1 :].lstrip()
+            sep = b"" if rest.startswith(b"}") else b","
+            return body[: brace + 1] + b'"cost":' + number + sep + rest
+    data["usage"]["cost"] = orjson.Fragment(number)
+    return orjson.dumps(data)
 
 
 def error_frame(err: TollgateError) -> bytes:
@@ -134,8 +166,9 @@ class CompletionService(Pipeline):
         return self.cache.replay(ctx, lookup)
 
     async def chat(self, ctx: RequestContext, raw: bytes) -> JsonReply | StreamReply:
-        """``POST /v1/chat/completions``: the body is already OpenAI's chat shape."""
-        return await self.handle(ctx, raw, parse_json)
+        """``POST /v1/chat/completions``: the body is already OpenAI's chat shape; a stream's usage reaches
+        the client as its ``stream_options`` asked (``stream_usage.py``)."""
+        return await self.handle(ctx, raw, parse_json, client_usage=True)
 
     async def handle(
         self,
@@ -143,6 +176,8 @@ class CompletionService(Pipeline):
         raw: bytes,
         translate: Callable[[bytes], Any],
         native: NativeRequest | None = None,
+        *,
+        client_usage: bool = False,
     ) -> JsonReply | StreamReply:
         """The whole pipeline for any OpenAI-chat-shaped request. ``translate`` turns the raw body into an
         OpenAI chat-completions body (identity for chat; Anthropic Messages or Responses requests for the
@@ -157,10 +192,10 @@ class CompletionService(Pipeline):
             sent = set(req.body)
             auto = await self.router.resolve_auto(req)  # model "auto": the automatic router picks one
             model = req.model
-            targets = self._plan(ctx, req)
+            targets = fit_chat(req, self._plan(ctx, req))  # the catalogue's limits: 400 if none fits
             if native is not None:
                 targets = native.narrow(targets)
-                if not any(t.provider.responses_api for t in targets):
+                if not any(t.provider.serves(native.api) for t in targets):
                     native = None  # every target is reached through chat completions
             lookup = await self.cache.lookup(ctx, req) if self.cache is not None else Lookup()
             if native is not None:
@@ -170,6 +205,8 @@ class CompletionService(Pipeline):
                 hit = self._cache_hit(ctx, req, lookup)
                 # The key's rate-limit headers as they stand: a hit counts nothing.
                 hit.headers.update(await self.billing.limit_headers(ctx))
+                if client_usage and isinstance(hit, StreamReply):
+                    hit = deliver_usage(hit, usage_mode(req.body))
                 return self._logged(ctx, raw, hit)
             max_output = req.max_tokens or targets[0].model.max_output_length
             reservation = await self.billing.admit(ctx, targets, prompt_estimate(raw, req.body), max_output)
@@ -182,6 +219,8 @@ class CompletionService(Pipeline):
                 reply = self.cache.keep(lookup, reply)
             if auto is not None:
                 reply.headers.update(selection_headers(auto))
+            if client_usage and isinstance(reply, StreamReply):
+                reply = deliver_usage(reply, usage_mode(req.body))
             return self._logged(ctx, raw, self._admitted(ctx, reply))
         except TollgateError as err:
             self._failed(ctx, reservation, model, err)
@@ -213,11 +252,13 @@ class CompletionService(Pipeline):
         health = self.router.health
         async for target in attempts.targets():
             began = time.perf_counter()
-            call = native if native is not None and target.provider.responses_api else None
+            call = native if native is not None and target.provider.serves(native.api) else None
             try:
                 upstream, left = target.deployment.model, self._remaining(ctx)
                 result: ChatResult
-                if call is not None:
+                if call is not None and call.api == "completions":
+                    result = await target.provider.completions(call.body, upstream, left)
+                elif call is not None:
                     result = await target.provider.responses(call.body, upstream, left)
                 else:
                     result = await target.provider.chat(req.body, upstream, left)
@@ -230,13 +271,18 @@ class CompletionService(Pipeline):
             took = time.perf_counter() - began
             body = result.body
             usage = result.usage
-            if usage is None and call is not None:
-                usage = estimate_usage(req, output_text(result.data))
+            if usage is None and call is not None and call.api == "completions":
+                texts = [c.get("text") or "" for c in result.data["choices"] if isinstance(c, dict)]
+                usage = estimate_usage(req, "".join(texts), target.model)
+                result.data["usage"] = usage.to_openai()
+                body = orjson.dumps(result.data)
+            elif usage is None and call is not None:
+                usage = estimate_usage(req, output_text(result.data), target.model)
                 result.data["usage"] = responses_usage(usage)
                 body = orjson.dumps(result.data)
             elif usage is None:
                 message = (result.data.get("choices") or [{}])[0].get("message") or {}
-                usage = estimate_usage(req, message.get("content") or "")
+                usage = estimate_usage(req, message.get("content") or "", target.model)
                 result.data["usage"] = usage.to_openai()
                 body = orjson.dumps(result.data)
             health.succeeded(target.key, took * 1000, usage.completion_tokens, took)
@@ -244,7 +290,7 @@ class CompletionService(Pipeline):
                 # A fallback model served: the body names it, as OpenRouter does.
                 result.data["model"] = target.model.id
                 body = orjson.dumps(result.data)
-            self.billing.finish(
+            row = self.billing.finish(
                 ctx,
                 reservation,
                 status=200,
@@ -256,8 +302,10 @@ class CompletionService(Pipeline):
             headers = self._headers(ctx, target, attempts.count)
             # JSON replies only: a stream's headers leave before its usage is known (its last chunk has it).
             headers["X-Tokens-Used"] = str(usage.prompt_tokens + usage.completion_tokens)
+            headers["X-Tollgate-Cost"] = cost_text(row.cost)
+            body = with_cost(body, result.data, row.cost)
             if call is not None:
-                headers[NATIVE_HEADER] = "responses"
+                headers[NATIVE_HEADER] = call.api
             return JsonReply(body, headers)
         raise final_failure(attempts.errors)
 
@@ -273,12 +321,14 @@ class CompletionService(Pipeline):
         async for target in attempts.targets():
             stream: ChatStream | None = None
             began = time.perf_counter()
-            call = native if native is not None and target.provider.responses_api else None
+            call = native if native is not None and target.provider.serves(native.api) else None
             try:
                 remaining = self._remaining(ctx)
                 async with asyncio.timeout(remaining):
                     upstream = target.deployment.model
-                    if call is not None:
+                    if call is not None and call.api == "completions":
+                        stream = await target.provider.completions_stream(call.body, upstream, remaining)
+                    elif call is not None:
                         stream = await target.provider.responses_stream(call.body, upstream, remaining)
                     else:
                         stream = await target.provider.chat_stream(req.body, upstream, remaining)
@@ -309,7 +359,7 @@ class CompletionService(Pipeline):
                 relay.rename = target.model.id  # a fallback model served: its chunks name it
             headers = self._headers(ctx, target, attempts.count)
             if call is not None:
-                headers[NATIVE_HEADER] = "responses"
+                headers[NATIVE_HEADER] = call.api
             return StreamReply(relay.frames(), headers, abandon=relay.abandon, last=relay.is_last)
         raise final_failure(attempts.errors)
 
@@ -405,7 +455,8 @@ class StreamRelay:
     def _journal_open(self) -> float:
         """Journal the stream as its first frame goes out; returns when its first progress mark is due."""
         usage = self.stream.usage
-        prompt = usage.prompt_tokens if usage is not None else count_messages(self.req.body["messages"])
+        # Only a crash replay reads it: a byte count (a token per 4 bytes), not the tokenizer on every stream.
+        prompt = usage.prompt_tokens if usage is not None else len(orjson.dumps(self.req.body["messages"])) // 4
         self.service.billing.stream_opened(self.ctx, self.target, prompt, self.attempts, self.ttft)
         return time.perf_counter() + MARK_INTERVAL
 
@@ -444,7 +495,7 @@ class StreamRelay:
     def _usage_chunk(self) -> dict[str, Any]:
         """The final usage chunk, counted locally, for upstreams that ignore ``include_usage``."""
         stream = self.stream
-        usage = estimate_usage(self.req, stream.text())
+        usage = estimate_usage(self.req, stream.text(), self.target.model)
         stream.usage = usage
         return {
             "id": stream.meta.get("id", "chatcmpl-" + self.ctx.request_id),

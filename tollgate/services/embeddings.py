@@ -18,6 +18,7 @@ from tollgate.errors import TollgateError, UpstreamError
 from tollgate.protocol.chat import ChatRequest
 from tollgate.protocol.embeddings import EmbeddingsRequest, parse_embeddings_request
 from tollgate.providers.usage import Usage
+from tollgate.routing.capabilities import fit_embeddings
 from tollgate.routing.catalog import Target
 from tollgate.services.completions import parse_json
 from tollgate.services.context import JsonReply, RequestContext
@@ -34,7 +35,7 @@ class EmbeddingsService(Pipeline):
             req = parse_embeddings_request(parse_json(raw))
             model = req.model
             # The router only reads the model and the routing preferences of the body.
-            targets = self._plan(ctx, ChatRequest(req.body, req.model, False, None))
+            targets = fit_embeddings(self._plan(ctx, ChatRequest(req.body, req.model, False, None)))
             reservation = await self.billing.admit(ctx, targets, len(raw) // 3 + 16, 0)
             reply = await self._attempt(ctx, req, targets, reservation)
             self._admitted(ctx, reply)

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tollgate.simulator import generate
+from tollgate.simulator import chat_extras, generate
 from tollgate.simulator.anthropic import anthropic_routes
 from tollgate.simulator.behaviour import Behaviour, OptionError, Resolver
 from tollgate.simulator.gemini import gemini_routes
@@ -187,15 +187,23 @@ class _Handlers:
         if early is not None:
             return early
 
-        pieces, finish = generate.completion_pieces(b, max_tokens, body.get("stop"))
+        pieces, finish, matched = generate.completion(b, max_tokens, body.get("stop"))
         prompt = b.prompt_tokens if b.prompt_tokens is not None else generate.count_prompt_tokens(messages)
         usage = usage_object(prompt, len(pieces), min(b.cached_tokens, prompt))
         cid = f"chatcmpl-sim-{self.state.next_id()}"
         created = int(time.time())
+        extras = chat_extras.extras_for(body, pieces, reply=b.reply is not None)
+        if extras is not None:
+            per_choice = chat_extras.completion_tokens(extras)
+            usage = usage_object(prompt, per_choice * extras.n, min(b.cached_tokens, prompt))
+            return self._extras(request, rec, b, body, (cid, created, model), extras, finish, usage)
         if body.get("stream") is True:
-            return self._stream(request, rec, b, body, (cid, created, model), pieces, finish, usage)
+            return self._stream(
+                request, rec, b, body, (cid, created, model), pieces, (finish, matched), usage
+            )
+        usage_out = None if b.no_usage else usage
         payload = orjson.dumps(
-            completion_body(cid, created, model, "".join(pieces), finish, None if b.no_usage else usage)
+            completion_body(cid, created, model, "".join(pieces), finish, usage_out, matched)
         )
         return self._json_body(rec, b, payload)
 
@@ -208,7 +216,7 @@ class _Handlers:
         return _json(rec, 200, payload)
 
     def _stream(self, request: Request, rec: dict[str, Any], b: Behaviour, body: dict[str, Any],
-                ident: tuple[str, int, str], pieces: list[str], finish: str,
+                ident: tuple[str, int, str], pieces: list[str], finish: tuple[str, str | None],
                 usage: dict[str, Any]) -> Response:  # fmt: skip
         options = body.get("stream_options")
         include_usage = (
@@ -230,7 +238,7 @@ class _Handlers:
                 events.extend(enc.content(p) for p in pieces[:limit])
         else:
             events.extend(enc.content(p) for p in pieces)
-            events.append(enc.finish(finish))
+            events.append(enc.finish(*finish))
             if include_usage:
                 events.append(enc.usage(usage))
         return StreamResponse(
@@ -241,6 +249,93 @@ class _Handlers:
             Watch(request.receive, self.state.stopping),
             _SSE_HEADERS,
         )
+
+    def _extras(self, request: Request, rec: dict[str, Any], b: Behaviour, body: dict[str, Any],
+                ident: tuple[str, int, str], extras: chat_extras.Extras, finish: str,
+                usage: dict[str, Any]) -> Response:  # fmt: skip
+        """Tool calls, structured output, ``n`` and logprobs (``chat_extras``), JSON or stream."""
+        cid, created, model = ident
+        head = {"id": cid, "object": "chat.completion", "created": created, "model": model}
+        if body.get("stream") is not True:
+            out = {**head, "choices": chat_extras.choices(extras, cid, finish)}
+            if not b.no_usage:
+                out["usage"] = usage
+            return self._json_body(rec, b, orjson.dumps(out))
+        head["object"] = "chat.completion.chunk"
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        include_usage = include_usage and not (b.ignore_include_usage or b.no_usage)
+        tail = {"usage": None} if include_usage else {}
+        events = [
+            b"data: " + orjson.dumps({**head, "choices": c, **tail}) + b"\n\n"
+            for c in chat_extras.chunks(extras, cid, finish)
+        ]
+        if include_usage:
+            events.append(b"data: " + orjson.dumps({**head, "choices": [], "usage": usage}) + b"\n\n")
+        watch = Watch(request.receive, self.state.stopping)
+        return StreamResponse(events, "done", b.chunk_delay_ms / 1000, rec, watch, _SSE_HEADERS)
+
+    async def completions(self, request: Request) -> Response:
+        """Legacy ``POST /v1/completions``: ``prompt`` (string, strings or token ids) × ``n`` choices,
+        ``max_tokens`` (default 16), ``stop``, ``echo``, ``logprobs`` (made-up values), ``stream``."""
+        rec, body = await self._start(request)
+        if isinstance(body, Response):
+            return body
+        resolved = self._resolve(rec, body)
+        if isinstance(resolved, Response):
+            return resolved
+        model, b = resolved
+        early = await self._before(request, rec, b)
+        if early is not None:
+            return early
+        prompt = body.get("prompt")
+        prompts = [prompt] if isinstance(prompt, str) or (prompt and isinstance(prompt[0], int)) else prompt
+        n = body.get("n") or 1
+        if model is None:
+            return _bad_request(rec, "you must provide a model parameter", "model")
+        if not isinstance(prompts, list) or not prompts:
+            return _bad_request(rec, "'prompt' must be a string or an array.", "prompt")
+        early = self._injected_error(rec, b)
+        if early is not None:
+            return early
+        max_tokens = body.get("max_tokens")
+        pieces, finish, _ = generate.completion(b, 16 if max_tokens is None else max_tokens, body.get("stop"))
+        logprobs = body.get("logprobs")
+        choices: list[dict[str, Any]] = []
+        for i in range(len(prompts) * n):
+            source = prompts[i // n]
+            text = (source if isinstance(source, str) else "") if body.get("echo") is True else ""
+            lp = None
+            if isinstance(logprobs, int) and not isinstance(logprobs, bool):
+                lp = {"tokens": pieces, "token_logprobs": [-0.5] * len(pieces),
+                      "top_logprobs": [{p: -0.5} for p in pieces] if logprobs else None,
+                      "text_offset": list(itertools.accumulate([len(text), *map(len, pieces[:-1])]))}  # fmt: skip
+            choices.append(
+                {"text": text + "".join(pieces), "index": i, "logprobs": lp, "finish_reason": finish}
+            )
+        prompt_tokens = b.prompt_tokens
+        if prompt_tokens is None:
+            prompt_tokens = sum(len(p.split()) if isinstance(p, str) else len(p) for p in prompts)
+        usage = usage_object(prompt_tokens, len(pieces) * len(choices), 0)
+        ident = {"id": f"cmpl-sim-{self.state.next_id()}", "object": "text_completion",
+                 "created": int(time.time()), "model": model}  # fmt: skip
+        if body.get("stream") is not True:
+            return self._json_body(rec, b, orjson.dumps({**ident, "choices": choices, "usage": usage}))
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True and not b.no_usage
+        events = []
+        for c in choices:
+            echoed = str(c["text"])[: len(c["text"]) - len("".join(pieces))]
+            for piece in [echoed, *pieces]:
+                if piece:
+                    chunk = {"text": piece, "index": c["index"], "logprobs": None, "finish_reason": None}
+                    events.append(b"data: " + orjson.dumps({**ident, "choices": [chunk]}) + b"\n\n")
+            last = {"text": "", "index": c["index"], "logprobs": None, "finish_reason": finish}
+            events.append(b"data: " + orjson.dumps({**ident, "choices": [last]}) + b"\n\n")
+        if include_usage:
+            events.append(b"data: " + orjson.dumps({**ident, "choices": [], "usage": usage}) + b"\n\n")
+        watch = Watch(request.receive, self.state.stopping)
+        return StreamResponse(events, "done", b.chunk_delay_ms / 1000, rec, watch, _SSE_HEADERS)
 
     async def embeddings(self, request: Request) -> Response:
         """``POST /v1/embeddings``."""
@@ -322,6 +417,7 @@ def create_app(defaults: dict[str, Any] | None = None) -> Starlette:
     routes = [
         Route("/v1/chat/completions", h.chat, methods=["POST"]),
         Route("/v1/embeddings", h.embeddings, methods=["POST"]),
+        Route("/v1/completions", h.completions, methods=["POST"]),
         Route("/v1/models", h.models, methods=["GET"]),
         Route("/_sim/requests", h.list_requests, methods=["GET"]),
         Route("/_sim/requests", h.clear_requests, methods=["DELETE"]),

@@ -16,6 +16,7 @@ __all__ = [
     "DEFAULT_COMPLETION_TOKENS",
     "DEFAULT_EMBEDDING_DIMENSIONS",
     "WORDS",
+    "completion",
     "completion_pieces",
     "count_prompt_tokens",
     "embedding",
@@ -42,6 +43,12 @@ def _stops(stop: Any) -> list[str]:
 
 def completion_pieces(behaviour: Behaviour, max_tokens: int | None, stop: Any) -> tuple[list[str], str]:
     """Return the completion as one string per token (``"word "``) and the finish reason."""
+    pieces, finish, _ = completion(behaviour, max_tokens, stop)
+    return pieces, finish
+
+
+def completion(behaviour: Behaviour, max_tokens: int | None, stop: Any) -> tuple[list[str], str, str | None]:
+    """``completion_pieces`` plus the stop sequence that cut the text (None when none did)."""
     words: tuple[str, ...] | list[str] = WORDS if behaviour.reply is None else behaviour.reply.split()
     if behaviour.completion_tokens is not None:
         n = behaviour.completion_tokens
@@ -57,11 +64,11 @@ def completion_pieces(behaviour: Behaviour, max_tokens: int | None, stop: Any) -
     stops = _stops(stop)
     if stops and pieces:
         text = "".join(pieces)
-        cuts = [i for i in (text.find(s) for s in stops) if i >= 0]
+        cuts = sorted((i, s) for s in stops if (i := text.find(s)) >= 0)
         if cuts:
-            pieces = _cut(pieces, min(cuts))
-            finish = "stop"
-    return pieces, finish
+            pieces = _cut(pieces, cuts[0][0])
+            return pieces, "stop", cuts[0][1]
+    return pieces, finish, None
 
 
 def _cut(pieces: list[str], index: int) -> list[str]:

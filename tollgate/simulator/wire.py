@@ -78,8 +78,9 @@ def usage_object(prompt: int, completion: int, cached: int) -> dict[str, Any]:
 
 
 def completion_body(cid: str, created: int, model: str, content: str, finish: str,
-                    usage: dict[str, Any] | None) -> dict[str, Any]:  # fmt: skip
-    """A ``chat.completion`` object (``usage`` left out when None)."""
+                    usage: dict[str, Any] | None, stop_reason: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """A ``chat.completion`` object (``usage`` left out when None). ``stop_reason``: the stop sequence that
+    ended it, reported on the choice as vLLM does (left out when none did, as OpenAI does)."""
     body: dict[str, Any] = {
         "id": cid,
         "object": "chat.completion",
@@ -94,6 +95,8 @@ def completion_body(cid: str, created: int, model: str, content: str, finish: st
             }
         ],
     }
+    if stop_reason is not None:
+        body["choices"][0]["stop_reason"] = stop_reason
     if usage is not None:
         body["usage"] = usage
     body["service_tier"] = "default"
@@ -136,9 +139,16 @@ class ChunkEncoder:
         """One content-token chunk."""
         return b"".join((self._head, _CONTENT_OPEN, orjson.dumps(piece), _CONTENT_CLOSE, self._tail))
 
-    def finish(self, reason: str) -> bytes:
-        """Empty delta with the finish reason."""
-        choice = b'{"index":0,"delta":{},"logprobs":null,"finish_reason":"' + reason.encode() + b'"}]'
+    def finish(self, reason: str, stop_reason: str | None = None) -> bytes:
+        """Empty delta with the finish reason (and the stop sequence that ended it, vLLM's ``stop_reason``)."""
+        matched = b',"stop_reason":' + orjson.dumps(stop_reason) if stop_reason is not None else b""
+        choice = (
+            b'{"index":0,"delta":{},"logprobs":null,"finish_reason":"'
+            + reason.encode()
+            + b'"'
+            + matched
+            + b"}]"
+        )
         return self._head + choice + self._tail
 
     def usage(self, usage: dict[str, Any]) -> bytes:

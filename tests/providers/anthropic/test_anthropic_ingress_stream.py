@@ -10,6 +10,7 @@ import pytest
 
 from tollgate.errors import UpstreamUnavailableError
 from tollgate.providers.anthropic import MessagesStreamEncoder, StreamTranslator, sse_event
+from tollgate.providers.anthropic.ingress_stream import matched_stop
 from tollgate.providers.usage import Usage
 
 
@@ -232,3 +233,28 @@ def test_error_event_is_raised_by_the_official_sdk() -> None:
     )
     with pytest.raises(anthropic.APIStatusError, match="Overloaded"), _sdk_stream(events) as stream:
         stream.get_final_message()
+
+
+@pytest.mark.parametrize(
+    ("choice", "text", "expected"),
+    [
+        ({"finish_reason": "stop", "stop_reason": "END"}, "abc", "END"),  # vLLM's report
+        ({"finish_reason": "stop"}, "the answer END", "END"),  # the upstream kept it in the text
+        ({"finish_reason": "stop"}, "the answer", None),  # OpenAI drops it: not determinable
+        ({"finish_reason": "length", "stop_reason": "END"}, "abc END", None),
+        ({"finish_reason": "stop", "stop_reason": 50256}, "abc", None),  # a stop token id, not a sequence
+    ],
+)
+def test_matched_stop_tells_which_stop_sequence_ended_the_choice(
+    choice: dict[str, Any], text: str, expected: str | None
+) -> None:
+    assert matched_stop(choice, text, ["END", "STOP"]) == expected
+
+
+def test_stream_encoder_reports_a_stop_sequence_the_text_ends_with() -> None:
+    encoder = MessagesStreamEncoder(model="m", stops=["###"])
+    for piece in ("one two #", "##"):
+        encoder.feed(_chunk({"content": piece}))
+    encoder.feed(_chunk({}, "stop"))
+    delta = next(d for name, d in encoder.finish(Usage()) if name == "message_delta")["delta"]
+    assert delta == {"stop_reason": "stop_sequence", "stop_sequence": "###"}

@@ -339,3 +339,22 @@ def test_an_assistant_prefill_disables_thinking() -> None:
     )
     built = build_request(body, MODEL)
     assert "thinking" not in built and built["max_tokens"] == 4096
+
+
+def test_web_search_options_become_the_server_web_search_tool() -> None:
+    options = {
+        "search_context_size": "low",
+        "user_location": {"type": "approximate", "approximate": {"city": "Paris", "country": "FR"}},
+    }
+    built = build_request(_body(web_search_options=options), MODEL)
+    assert built["tools"] == [
+        {
+            "type": "web_search_20250305",
+            "name": "web_search",
+            "max_uses": 1,
+            "user_location": {"type": "approximate", "city": "Paris", "country": "FR"},
+        }
+    ]
+    assert build_request(_body(web_search_options={}), MODEL)["tools"][0]["max_uses"] == 3
+    with pytest.raises(ValidationError):
+        build_request(_body(web_search_options={"search_context_size": "huge"}), MODEL)

@@ -18,6 +18,7 @@ from tollgate.errors import (
 )
 from tollgate.providers.base import ChatStream
 from tollgate.providers.gemini.client import GeminiProvider
+from tollgate.providers.gemini.response import call_id
 from tollgate.providers.registry import build_provider
 from tollgate.providers.usage import Usage
 from tollgate.settings import ProviderConfig
@@ -137,7 +138,8 @@ async def test_function_call_reply_becomes_tool_calls(gemini: GeminiProvider, si
     assert orjson.loads(first["function"]["arguments"]) == {"city": "lorem", "days": 1}
     assert first["extra_content"] == {"google": {"thought_signature": SIGNATURE}}
     assert second["function"] == {"name": "get_time", "arguments": "{}"} and "extra_content" not in second
-    assert [c["id"] for c in (first, second)] == ["call_0", "call_1"]
+    ids = [c["id"] for c in (first, second)]
+    assert ids == [call_id(result.data["id"], 0), call_id(result.data["id"], 1)]
     assert result.usage is not None and result.usage.completion_tokens == 16
     sent = sim.requests()[-1]["body"]
     assert sent["toolConfig"] == {"functionCallingConfig": {"mode": "ANY"}}
@@ -209,7 +211,7 @@ async def test_stream_function_call_arrives_as_complete_tool_call_delta(gemini: 
     stream = await gemini.chat_stream(body, "gemini-sim@tool_call=get_weather", 10)
     got = chunks(await drain(stream))
     (call,) = got[0]["choices"][0]["delta"]["tool_calls"]
-    assert call["index"] == 0 and call["id"] == "call_0" and call["type"] == "function"
+    assert call["index"] == 0 and call["id"] == call_id(got[0]["id"], 0) and call["type"] == "function"
     assert orjson.loads(call["function"]["arguments"]) == {"city": "lorem", "days": 1}
     assert got[1]["choices"][0]["finish_reason"] == "tool_calls"
     assert stream.finished and stream.usage is not None and stream.usage.completion_tokens == 8

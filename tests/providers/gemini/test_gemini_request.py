@@ -299,3 +299,8 @@ def test_null_sampling_parameters_are_left_out_and_wrong_types_rejected() -> Non
 )
 def test_endpoint_path_puts_the_model_in_the_url(model: str, stream: bool, path: str) -> None:
     assert endpoint_path(model, stream=stream) == path
+
+
+def test_web_search_options_turn_on_google_search_grounding() -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "news?"}], "web_search_options": {}}
+    assert build_request(body)["tools"] == [{"googleSearch": {}}]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from tollgate.errors import UpstreamBadResponseError
 from tollgate.providers.gemini import build_request, finish_reason, to_openai_response, usage_from_gemini
+from tollgate.providers.gemini.response import call_id
 from tollgate.providers.usage import Usage
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "gemini"
@@ -37,7 +39,7 @@ def test_text_parts_are_joined_into_one_content_string() -> None:
 def test_function_calls_become_tool_calls_with_json_arguments_and_finish_reason_tool_calls() -> None:
     choice = translate(load("response_function_call.gemini.json"))["choices"][0]
     calls = choice["message"]["tool_calls"]
-    assert [c["id"] for c in calls] == ["call_0", "call_1"]
+    assert [c["id"] for c in calls] == [call_id("chatcmpl-test", 0), call_id("chatcmpl-test", 1)]
     assert json.loads(calls[1]["function"]["arguments"]) == {"location": "Paris", "unit": "celsius"}
     assert choice["finish_reason"] == "tool_calls"
 
@@ -90,7 +92,20 @@ def test_tool_call_ids_stay_unique_across_candidates() -> None:
     part = {"functionCall": {"name": "f", "args": {}}}
     data = {"candidates": [{"content": {"parts": [part]}}, {"index": 1, "content": {"parts": [part]}}]}
     ids = [c["message"]["tool_calls"][0]["id"] for c in translate(data)["choices"]]
-    assert ids == ["call_0", "call_1"]
+    assert ids == [call_id("chatcmpl-test", 0), call_id("chatcmpl-test", 1)]
+
+
+def test_tool_call_ids_differ_between_responses_and_never_repeat_call_0() -> None:
+    part = {"functionCall": {"name": "f", "args": {}}}
+    data = {"candidates": [{"content": {"parts": [part]}}]}
+    ids = [
+        to_openai_response(data, model="m", created=1, response_id=rid)["choices"][0]["message"][
+            "tool_calls"
+        ][0]["id"]
+        for rid in ("chatcmpl-a", "chatcmpl-b")
+    ]
+    assert ids[0] != ids[1] and "call_0" not in ids
+    assert all(re.fullmatch(r"call_[0-9a-f]{16}_0", i) for i in ids)
 
 
 def test_blocked_prompt_becomes_one_content_filter_choice_with_null_content() -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from tollgate.errors import UpstreamRateLimitError, UpstreamUnavailableError
 from tollgate.providers.gemini import StreamTranslator
+from tollgate.providers.gemini.response import call_id
 from tollgate.providers.usage import Usage
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "gemini"
@@ -102,14 +103,14 @@ def test_function_calls_stream_as_complete_tool_call_deltas_and_finish_with_tool
         "tool_calls": [
             {
                 "index": 0,
-                "id": "call_0",
+                "id": call_id("chatcmpl-stream", 0),
                 "type": "function",
                 "function": {"name": "get_current_weather", "arguments": '{"location":"Boston, MA"}'},
                 "extra_content": {"google": {"thought_signature": "CiQB0e2Kb3dRh+BYdbZvmulSN2Pwwd8Q="}},
             },
             {
                 "index": 1,
-                "id": "call_1",
+                "id": call_id("chatcmpl-stream", 1),
                 "type": "function",
                 "function": {"name": "get_current_weather", "arguments": '{"location":"Paris"}'},
             },

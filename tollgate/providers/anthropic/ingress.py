@@ -9,6 +9,7 @@ returned as ``thinking`` (it would need an Anthropic signature).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -18,6 +19,7 @@ from tollgate.providers.anthropic.ingress_stream import (
     MessagesStreamEncoder,
     anthropic_usage,
     error_body,
+    matched_stop,
     message_id,
     sse_event,
     stop_reason_from_openai,
@@ -257,9 +259,10 @@ def openai_request_from_messages(body: dict[str, Any], *, counting: bool = False
 
 
 def messages_response_from_openai(
-    resp: dict[str, Any], *, model: str, usage: Usage | None = None
+    resp: dict[str, Any], *, model: str, usage: Usage | None = None, stops: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """Translate an OpenAI ``chat.completion`` into an Anthropic ``message`` object.
+    """Translate an OpenAI ``chat.completion`` into an Anthropic ``message`` object. ``stops`` are the
+    request's ``stop_sequences``: ``stop_reason: stop_sequence`` when ``matched_stop`` can tell which ended it.
 
     ``usage`` overrides the response's own ``usage`` (pass the gateway's figure when it knows better,
     e.g. cache writes, which OpenAI's usage shape cannot carry).
@@ -289,6 +292,7 @@ def messages_response_from_openai(
             {"type": "tool_use", "id": call.get("id") or "", "name": fn["name"], "input": arguments}
         )
     counted = usage if usage is not None else Usage.from_openai(resp.get("usage")) or Usage()
+    stop_sequence = matched_stop(choice, text if isinstance(text, str) else "", stops) if choice else None
     return {
         "id": message_id(resp.get("id")),
         "type": "message",
@@ -297,7 +301,9 @@ def messages_response_from_openai(
         "model": model,
         "stop_reason": "refusal"
         if isinstance(refusal, str) and refusal
+        else "stop_sequence"
+        if stop_sequence is not None
         else stop_reason_from_openai(choice.get("finish_reason") if choice else None),
-        "stop_sequence": None,
+        "stop_sequence": stop_sequence,
         "usage": anthropic_usage(counted),
     }

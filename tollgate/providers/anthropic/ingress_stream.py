@@ -9,6 +9,7 @@ Blocks never interleave: a new text run or tool call closes the open block first
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -20,6 +21,7 @@ __all__ = [
     "MessagesStreamEncoder",
     "anthropic_usage",
     "error_body",
+    "matched_stop",
     "message_id",
     "sse_event",
     "stop_reason_from_openai",
@@ -50,6 +52,24 @@ _ERROR_TYPES = {
 def stop_reason_from_openai(finish: Any) -> str:
     """Anthropic ``stop_reason`` for an OpenAI ``finish_reason`` (missing or unknown -> ``end_turn``)."""
     return _STOP.get(finish, "end_turn") if isinstance(finish, str) else "end_turn"
+
+
+def matched_stop(choice: dict[str, Any], text: str, stops: Sequence[str]) -> str | None:
+    """The stop sequence that ended an OpenAI choice whose ``finish_reason`` is ``stop``, if it can be told:
+
+    1. the choice's own ``stop_reason`` string (vLLM reports the matched stop there; Tollgate's Anthropic
+       translation does too), or
+    2. a requested stop sequence the generated text ends with (upstreams that keep it in the text).
+
+    Otherwise None: OpenAI itself drops the sequence from the text and does not say which one matched,
+    so such a stop reads as ``end_turn``.
+    """
+    if choice.get("finish_reason") != "stop":
+        return None
+    reported = choice.get("stop_reason")
+    if isinstance(reported, str) and reported and (reported in stops or not stops):
+        return reported
+    return next((s for s in stops if s and text.endswith(s)), None)
 
 
 def error_body(exc: TollgateError) -> dict[str, Any]:
@@ -88,8 +108,14 @@ class MessagesStreamEncoder:
     ``message_delta``, whose counts are cumulative and replace the earlier ones in Anthropic's SDKs.
     """
 
-    def __init__(self, *, model: str, message_id: str | None = None, input_tokens: int = 0) -> None:
+    def __init__(
+        self, *, model: str, message_id: str | None = None, input_tokens: int = 0, stops: Sequence[str] = ()
+    ) -> None:
         self.model = model
+        self.stops = [s for s in stops if s]
+        self._keep = max(map(len, self.stops), default=0)  # how much of the text's end ``matched_stop`` needs
+        self._tail = ""
+        self._stop_sequence: str | None = None
         self.message_id = message_id
         self.input_tokens = input_tokens
         self.usage: Usage | None = None  # the last ``usage`` seen in a chunk, if the upstream sent one
@@ -183,11 +209,16 @@ class MessagesStreamEncoder:
             text = delta.get("content")
             if isinstance(text, str) and text:
                 events += self._text(text)
+                if self._keep:
+                    self._tail = (self._tail + text)[-self._keep :]
             for call in delta.get("tool_calls") or []:
                 if isinstance(call, dict):
                     events += self._tool_call(call)
             if choice.get("finish_reason"):
                 self._stop_reason = stop_reason_from_openai(choice["finish_reason"])
+                self._stop_sequence = matched_stop(choice, self._tail, self.stops)
+                if self._stop_sequence is not None:
+                    self._stop_reason = "stop_sequence"
         return events
 
     def finish(self, usage: Usage) -> list[Event]:
@@ -201,7 +232,7 @@ class MessagesStreamEncoder:
                 "message_delta",
                 {
                     "type": "message_delta",
-                    "delta": {"stop_reason": self._stop_reason, "stop_sequence": None},
+                    "delta": {"stop_reason": self._stop_reason, "stop_sequence": self._stop_sequence},
                     "usage": anthropic_usage(usage),
                 },
             )

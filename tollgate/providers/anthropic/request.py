@@ -24,6 +24,8 @@ Anthropic's documented constraints the translation enforces:
   rejects forced tool use with thinking) and when the request ends in a tool loop (its last user turn
   carries tool results) or with an assistant prefill: Anthropic then requires the signed thinking block of
   that assistant turn, which OpenAI clients cannot send back.
+* ``web_search_options`` becomes Anthropic's server ``web_search`` tool (``web_search_tool``); the search
+  blocks of the answer are not shown, its text is.
 * OpenAI-only fields (logprobs, presence/frequency penalties, seed, stream_options, ...) are dropped;
   ``n`` > 1 is rejected. ``cache_control`` on text/image parts is passed through (prompt caching).
 """
@@ -279,6 +281,38 @@ def _in_tool_loop_or_prefill(turns: list[dict[str, Any]]) -> bool:
     return last["role"] == "assistant" or any(b["type"] == "tool_result" for b in last["content"])
 
 
+_SEARCH_USES = {"low": 1, "medium": 3, "high": 5}
+
+
+def web_search_tool(options: Any) -> dict[str, Any] | None:
+    """OpenAI's ``web_search_options`` as Anthropic's server web search tool (``search_context_size``
+    low / medium / high -> at most 1 / 3 / 5 searches; ``user_location.approximate`` kept)."""
+    if options is None:
+        return None
+    if not isinstance(options, dict):
+        raise ValidationError("web_search_options must be an object", param="web_search_options")
+    size = options.get("search_context_size") or "medium"
+    if size not in _SEARCH_USES:
+        raise ValidationError(
+            "web_search_options.search_context_size must be low, medium or high",
+            param="web_search_options.search_context_size",
+        )
+    tool: dict[str, Any] = {
+        "type": "web_search_20250305",
+        "name": "web_search",
+        "max_uses": _SEARCH_USES[size],
+    }
+    location = options.get("user_location")
+    approximate = location.get("approximate") if isinstance(location, dict) else None
+    if isinstance(approximate, dict):
+        fields = {
+            k: v for k, v in approximate.items() if k in ("city", "region", "country", "timezone") and v
+        }
+        if fields:
+            tool["user_location"] = {"type": "approximate", **fields}
+    return tool
+
+
 def build_request(
     body: dict[str, Any], upstream_model: str, *, default_max_tokens: int = 4096
 ) -> dict[str, Any]:
@@ -307,6 +341,9 @@ def build_request(
         elif choice["type"] == "none":  # client tools are off: only the answer tool remains
             tools, choice = [], {"type": "tool", "name": json_tool}
         tools.append(_json_tool(body, json_tool))
+    search = web_search_tool(body.get("web_search_options"))
+    if search is not None:
+        tools.append(search)
     if tools:
         out["tools"] = tools
         if body.get("parallel_tool_calls") is False and (choice is None or choice["type"] != "none"):

@@ -109,20 +109,21 @@ def to_openai_response(
         message["tool_calls"] = tool_calls
     if thinking:
         message["reasoning_content"] = "".join(thinking)
+    choice: dict[str, Any] = {
+        "index": 0,
+        "message": message,
+        "logprobs": None,
+        "finish_reason": finish_reason(
+            data.get("stop_reason"), json_answer=answer is not None, tool_calls=bool(tool_calls)
+        ),
+    }
+    if data.get("stop_reason") == "stop_sequence" and isinstance(data.get("stop_sequence"), str):
+        choice["stop_reason"] = data["stop_sequence"]  # which stop matched, as vLLM reports it
     return {
         "id": data.get("id") if isinstance(data.get("id"), str) else "",
         "object": "chat.completion",
         "created": created,
         "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "logprobs": None,
-                "finish_reason": finish_reason(
-                    data.get("stop_reason"), json_answer=answer is not None, tool_calls=bool(tool_calls)
-                ),
-            }
-        ],
+        "choices": [choice],
         "usage": usage_from_anthropic(data.get("usage")).to_openai(),
     }

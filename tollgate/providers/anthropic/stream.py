@@ -175,7 +175,11 @@ class StreamTranslator:
                 reason = finish_reason(
                     stop_reason, json_answer=self._json_answer, tool_calls=self._tool_count > 0
                 )
-                return self._role_chunk() + [self._chunk({}, reason)]
+                final = self._chunk({}, reason)
+                matched = delta.get("stop_sequence") if isinstance(delta, dict) else None
+                if stop_reason == "stop_sequence" and isinstance(matched, str):
+                    final["choices"][0]["stop_reason"] = matched  # which stop matched, as vLLM reports it
+                return self._role_chunk() + [final]
             case "message_stop":
                 self._done = True
                 return []

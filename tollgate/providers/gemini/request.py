@@ -16,6 +16,7 @@ Decisions taken from Google's API reference (``ai.google.dev/api``):
   thought summaries come back as ``reasoning_content``. A budget of 0 turns thinking off and asks for no
   thoughts. Without ``reasoning_effort`` no ``thinkingConfig`` is sent and the model's default applies.
 * ``stop`` takes at most 5 sequences (Gemini's limit); ``n`` → ``candidateCount`` only when it is not 1.
+* ``web_search_options`` → the ``googleSearch`` grounding tool (its options have no Gemini counterpart).
 * Ignored (no Gemini counterpart, or the gateway's concern): ``model``, ``stream``, ``stream_options``,
   ``user``, ``metadata``, ``store``, ``logit_bias``, ``logprobs``, ``top_logprobs``, ``parallel_tool_calls``,
   ``service_tier``, ``modalities``, ``audio``, ``prediction``.
@@ -79,6 +80,11 @@ def build_request(body: dict[str, Any]) -> dict[str, Any]:
     declarations = _declarations(tools)
     if declarations:
         out["tools"] = [{"functionDeclarations": declarations}]
+    search = body.get("web_search_options")
+    if search is not None:  # grounding with Google Search; its options have no Gemini counterpart
+        if not isinstance(search, dict):
+            raise ValidationError("web_search_options must be an object", param="web_search_options")
+        out.setdefault("tools", []).append({"googleSearch": {}})
     tool_config = _tool_config(tool_choice, declarations)
     if tool_config is not None:
         out["toolConfig"] = tool_config

@@ -3,7 +3,8 @@
 * Each candidate becomes a choice (``candidate.index``; proto3 JSON omits it when 0).
 * ``text`` parts are joined into ``content``; parts with ``thought: true`` are thought summaries and go to
   ``reasoning_content`` instead. Other part kinds (inline images, code execution) are dropped.
-* ``functionCall`` parts become ``tool_calls`` with ids ``call_0``, ``call_1``… (unique within one response)
+* ``functionCall`` parts become ``tool_calls`` with ids ``call_<h>_0``, ``call_<h>_1``… (``call_id``: ``<h>``
+  is a hash of the response's id, so ids are unique across responses and turns, and stable within one)
   and ``arguments`` as a JSON string. A part's ``thoughtSignature`` is kept in the tool call's
   ``extra_content.google.thought_signature`` (the field Google's own OpenAI-compatible endpoint uses), so a
   client that echoes the assistant message back lets ``build_request`` return it to Gemini.
@@ -13,6 +14,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import orjson
@@ -73,6 +75,13 @@ def finish_reason(gemini_reason: str | None, *, has_tool_calls: bool) -> str:
     return "tool_calls" if has_tool_calls else "stop"
 
 
+def call_id(response_id: str, n: int) -> str:
+    """The id of the ``n``-th tool call of a response: Gemini has none, and clients (agent loops) tell calls
+    apart by id, so it must not repeat in a later turn."""
+    digest = hashlib.blake2b(response_id.encode(), digest_size=8).hexdigest()
+    return f"call_{digest}_{n}"
+
+
 def tool_call(part: dict[str, Any], call_id: str) -> dict[str, Any]:
     """An OpenAI ``tool_calls`` entry for a Gemini ``functionCall`` part."""
     call = part["functionCall"]
@@ -98,7 +107,7 @@ def to_openai_response(data: dict[str, Any], *, model: str, created: int, respon
     choices: list[dict[str, Any]] = []
     calls = 0
     for position, candidate in enumerate(candidates):
-        choice, calls = _choice(candidate, position, calls)
+        choice, calls = _choice(candidate, position, calls, response_id)
         choices.append(choice)
     if not choices:
         choices.append(blocked_choice(data.get("promptFeedback")))
@@ -114,13 +123,15 @@ def to_openai_response(data: dict[str, Any], *, model: str, created: int, respon
     }
 
 
-def _choice(candidate: dict[str, Any], position: int, calls: int) -> tuple[dict[str, Any], int]:
+def _choice(
+    candidate: dict[str, Any], position: int, calls: int, response_id: str
+) -> tuple[dict[str, Any], int]:
     texts: list[str] = []
     thoughts: list[str] = []
     tool_calls: list[dict[str, Any]] = []
     for part in candidate_parts(candidate):
         if isinstance(part.get("functionCall"), dict):
-            tool_calls.append(tool_call(part, f"call_{calls}"))
+            tool_calls.append(tool_call(part, call_id(response_id, calls)))
             calls += 1
         elif isinstance(part.get("text"), str):
             (thoughts if part.get("thought") is True else texts).append(part["text"])

@@ -7,8 +7,8 @@ stream. Each payload is a ``GenerateContentResponse`` fragment:
 * the first chunk of each choice carries ``delta.role = "assistant"``;
 * ``text`` parts → ``delta.content``; ``thought: true`` parts → ``delta.reasoning_content``;
 * a ``functionCall`` part arrives whole, so it becomes one complete ``delta.tool_calls`` entry (``index``,
-  ``id``, ``type``, ``function.name``, ``function.arguments``, plus ``extra_content.google.thought_signature``
-  when Gemini signed it);
+  ``id`` (``call_id``: unique per response), ``type``, ``function.name``, ``function.arguments``, plus
+  ``extra_content.google.thought_signature`` when Gemini signed it);
 * ``finishReason`` → a separate chunk with an empty delta and the mapped ``finish_reason``;
 * ``usageMetadata`` is cumulative (the last one is the total): the latest is kept for ``usage`` and
   ``usage_chunk()``;
@@ -24,6 +24,7 @@ from typing import Any
 from tollgate.providers.gemini.errors import map_error_payload
 from tollgate.providers.gemini.response import (
     block_reason,
+    call_id,
     candidate_parts,
     finish_reason,
     tool_call,
@@ -110,7 +111,7 @@ class StreamTranslator:
             if isinstance(part.get("functionCall"), dict):
                 slot = self._tool_counts.get(index, 0)
                 self._tool_counts[index] = slot + 1
-                calls.append({"index": slot, **tool_call(part, f"call_{self._calls}")})
+                calls.append({"index": slot, **tool_call(part, call_id(self._id, self._calls))})
                 self._calls += 1
             elif isinstance(part.get("text"), str) and part["text"]:
                 (thoughts if part.get("thought") is True else texts).append(part["text"])

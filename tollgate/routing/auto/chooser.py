@@ -1,8 +1,10 @@
 """The automatic router at request time: embed the prompt, select among catalogue models.
 
 Used by ``model: "auto"`` chat requests (``Router.resolve_auto``) and by ``POST /v1/select-model``.
-Candidates are the request's ``models`` (each must be in the catalogue and in the profile), else every
-catalogue model the profile scores. A model's price is its cheapest deployment's prompt + completion price.
+Candidates are the request's ``models`` (each must be in the catalogue; one the profile does not score is
+ranked with a neutral quality prior, see ``select``), else every catalogue model the profile scores, else,
+when it scores none of them, every text-generating catalogue model. A model's price is its cheapest
+deployment's prompt + completion price.
 """
 
 from __future__ import annotations
@@ -58,10 +60,9 @@ class AutoRouter:
         if models is None or models == []:
             known = [m for m in self.catalog.models if m in self.profile.scores]
             if not known:
-                raise ValidationError(
-                    "No model of this gateway is in the routing profile; name candidates in 'models'.",
-                    param=param,
-                )
+                known = [m.id for m in self.catalog.models.values() if "text" in m.output_modalities]
+            if not known:
+                raise ValidationError("This gateway has no text model to route to.", param=param)
             return {m: self.price(m) for m in known}
         if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
             raise ValidationError(f"'{param}' must be an array of model ids.", param=param)
@@ -74,12 +75,6 @@ class AutoRouter:
                     f"'{param}[{i}]': model '{m}' is not available.",
                     param=f"{param}[{i}]",
                     code="MODEL_NOT_ALLOWED",
-                )
-            if m not in self.profile.scores:
-                raise ValidationError(
-                    f"'{param}[{i}]': the routing profile has no scores for '{m}'; "
-                    f"it scores {', '.join(self.profile.models)}.",
-                    param=f"{param}[{i}]",
                 )
             out[m] = self.price(m)
         if not out:

@@ -4,7 +4,8 @@ The prompt vector picks the nearest cluster; each candidate's quality there (its
 a correct answer, 0..1) is blended with its cheapness (1 for the cheapest candidate, 0 for the dearest,
 linear in price between): ``score = (1 - cost_bias) * quality + cost_bias * cheapness``.
 Ties go to the higher quality, then the lower price, then the model id, so the same input always gives the
-same answer.
+same answer. A candidate the profile has no scores for (a model the operator added) gets a neutral prior:
+the mean quality of the scored candidates in that cluster (0.5 when none is scored); the reason says so.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class Choice:
     score: float
     quality: float
     price: Decimal
+    prior: bool = False  # quality is the neutral prior: the profile does not score this model
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +35,9 @@ class Selection:
     @property
     def reason(self) -> str:
         best = self.ranked[0]
+        prior = " (unscored: neutral prior)" if best.prior else ""
         return (
-            f"cluster {self.cluster}: quality {best.quality:.2f}, price {best.price.normalize():f}, "
+            f"cluster {self.cluster}: quality {best.quality:.2f}{prior}, price {best.price.normalize():f}, "
             f"score {best.score:.3f} at cost_bias {self.cost_bias:g}"
         )
 
@@ -47,21 +50,20 @@ def _spread(values: list[float]) -> list[float]:
 
 
 def select(profile: Profile, vector: Vectors, prices: dict[str, Decimal], cost_bias: float) -> Selection:
-    """``prices``: candidate model -> price (prompt + completion per token). Raises ``ValueError`` for a
-    candidate the profile has no scores for, or for an empty candidate list."""
+    """``prices``: candidate model -> price (prompt + completion per token). Raises ``ValueError`` for an
+    empty candidate list."""
     if not 0 <= cost_bias <= 1:
         raise ValueError(f"cost_bias must be between 0 and 1; got {cost_bias!r}")
     if not prices:
         raise ValueError("no candidate models")
-    unknown = sorted(m for m in prices if m not in profile.scores)
-    if unknown:
-        raise ValueError(f"the routing profile has no scores for {', '.join(unknown)}")
     cluster = profile.nearest(vector)
     models = sorted(prices)
-    quality = [profile.scores[m][cluster] for m in models]
+    scored = [profile.scores[m][cluster] for m in models if m in profile.scores]
+    prior = sum(scored) / len(scored) if scored else 0.5
+    quality = [profile.scores[m][cluster] if m in profile.scores else prior for m in models]
     cheap = [1 - v for v in _spread([float(prices[m]) for m in models])]
     ranked = [
-        Choice(m, (1 - cost_bias) * q + cost_bias * c, q, prices[m])
+        Choice(m, (1 - cost_bias) * q + cost_bias * c, q, prices[m], m not in profile.scores)
         for m, q, c in zip(models, quality, cheap, strict=True)
     ]
     ranked.sort(key=lambda c: (-round(c.score, 12), -c.quality, c.price, c.model))
