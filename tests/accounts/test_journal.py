@@ -203,3 +203,30 @@ async def test_a_refused_row_is_kept_in_the_rejected_file(store: SqlStorage, tmp
     kept = orjson.loads(line)
     assert kept["reason"] == "DataError: no" and kept["row"]["request_id"] == "req_bad"
     await j.close(clean=True)
+
+
+async def test_a_row_whose_cost_waits_on_shared_state_is_billed_provisionally_if_the_crash_comes_first(
+    store: SqlStorage, tmp_path: Path
+) -> None:
+    """A row settled with a free allowance or a cost above its reservation (Redis) is journaled at once at
+    its provisional cost; its final row, when it comes, wins; a crash before it bills the provisional one."""
+    directory = tmp_path / "journal"
+    acct = await store.ensure_account("pending")
+    await store.add_balance(acct.id, D(10))
+    dead = UsageWriter(store, journal=journal(store, directory))
+    settled = usage_row(request_id="req_settled", account_id=acct.id, cost=D("0.5"))
+    cut = usage_row(request_id="req_cut", account_id=acct.id, cost=D("0.75"))
+    dead.provisional(settled)
+    dead.provisional(cut)
+    dead.submit_nowait(usage_row(request_id="req_settled", account_id=acct.id, cost=D("0.25")))  # final
+    assert dead.journal is not None
+    die(dead.journal)
+
+    fresh = UsageWriter(store, journal=journal(store, directory))
+    assert await fresh.recover() == 2
+    rows = {r.request_id: r for r in await store.list_usage()}
+    assert (rows["req_settled"].cost, rows["req_settled"].estimated) == (D("0.25"), False)
+    assert (rows["req_cut"].cost, rows["req_cut"].estimated) == (D("0.75"), True)
+    after = await store.get_account(acct.id)
+    assert after is not None and after.balance == D(9)
+    await fresh.stop()

@@ -4,14 +4,16 @@ gateway that refuses an image request the account cannot cover (before: admitted
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
 import openai
 import orjson
 import pytest
 
-from tests.support.gateway import Gateway
+from tests.support.gateway import Gateway, gateway_config
 from tollgate.services.admission import IMAGE_TOKENS, prompt_estimate
+from tollgate.simulator import SimServer
 
 
 def estimate(body: dict[str, Any]) -> int:
@@ -58,8 +60,17 @@ def test_odd_content_shapes_do_not_break_the_estimate(content: Any) -> None:
     assert estimate({"model": "m", "messages": [{"role": "user", "content": content}, "junk"]}) > 0
 
 
-def test_an_image_request_the_balance_cannot_cover_is_refused_at_admission(gateway: Gateway) -> None:
+def test_an_image_request_the_balance_cannot_cover_is_refused_at_admission(
+    tmp_path: Path, sim: SimServer
+) -> None:
     # 0.0005 covers the text (≈ 60 tokens at 0.000001) and 100 output tokens, not an image's 1,600 tokens.
+    models = gateway_config(sim.base_url, "sqlite+aiosqlite://")["models"]
+    vision = {**models[0], "input_modalities": ["text", "image"]}  # sim-small, taking images
+    with Gateway(tmp_path, sim.base_url, sections={"models": [vision, *models[1:]]}) as gateway:
+        image_request_refused(gateway)
+
+
+def image_request_refused(gateway: Gateway) -> None:
     key = gateway.create_key(balance="0.0005")
     client = gateway.client(key)
     content: Any = [{"type": "text", "text": "what is this?"}, image("https://example.test/cat.png")]

@@ -17,7 +17,8 @@ other's rows. A segment is deleted once every row in it is committed. At start-u
 journals of dead processes of the same database (their lock can be taken) are replayed into the database,
 idempotently by request id, and removed. Rows the database refused are kept in ``rejected.jsonl``.
 
-Record lines: ``["row", [usage row fields but the cost], "cost"]``, ``["open", {stream}]``,
+Record lines: ``["row", [usage row fields but the cost], "cost"]``, ``["pending", ...]`` (the same, for a
+row whose cost waits on Redis: used only when its ``row`` never came), ``["open", {stream}]``,
 ``["mark", request_id, chunks, at]``.
 """
 
@@ -132,6 +133,11 @@ class Journal:
     def append(self, row: UsageRow) -> None:
         """Journal a settled row (before its reply completes)."""
         self._write(("row", _row_values(row), str(row.cost)), row.request_id)
+
+    def provisional(self, row: UsageRow) -> None:
+        """Journal a row whose final cost waits on shared state (a free allowance or a cost above its
+        reservation, counted in Redis): replayed only when its final row never came, at this cost."""
+        self._write(("pending", _row_values(row), str(row.cost)), row.request_id)
 
     def opened(self, stream: StreamOpen) -> None:
         """Journal a stream whose first frame is going to the client."""
@@ -308,6 +314,7 @@ class DeadJournal:
         rows: dict[str, UsageRow] = {}
         opens: dict[str, StreamOpen] = {}
         marks: dict[str, tuple[int, float]] = {}
+        pending: dict[str, UsageRow] = {}
         for path in self.segments:
             for number, line in enumerate(path.read_bytes().splitlines(), 1):
                 try:
@@ -316,6 +323,9 @@ class DeadJournal:
                     if kind == "row":
                         row = _row(record[1], record[2])
                         rows.setdefault(row.request_id, row)
+                    elif kind == "pending":
+                        row = _row(record[1], record[2])
+                        pending.setdefault(row.request_id, dataclasses.replace(row, estimated=True))
                     elif kind == "open":
                         stream = StreamOpen(**record[1])
                         opens[stream.request_id] = stream
@@ -331,6 +341,8 @@ class DeadJournal:
                 ) as exc:
                     # A line cut by a machine crash, at the end of the last segment.
                     log.warning("journal %s line %d unreadable (%s); skipped", path.name, number, exc)
+        for request_id, row in pending.items():
+            rows.setdefault(request_id, row)
         for request_id, stream in opens.items():
             if request_id not in rows:
                 rows[request_id] = partial_row(stream, *marks.get(request_id, (0, stream.created_at)))

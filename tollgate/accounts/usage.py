@@ -132,6 +132,12 @@ class UsageWriter:
         if len(self._rows) >= self._limit:
             self._room.clear()
 
+    def provisional(self, row: UsageRow) -> None:
+        """Journal a row settled at once but whose final cost comes later (``submit_nowait`` then takes the
+        final row): a crash in between bills the provisional one, so no answered request goes unbilled."""
+        if self.journal is not None:
+            self.journal.provisional(bound_row(row))
+
     def submit_log(self, log: RequestLog) -> None:
         """A request's logged bodies; written with the next flush, after the usage rows."""
         self._logs.append(log)

@@ -246,6 +246,8 @@ class Billing:
             ttft_ms=ttft_ms,
         )
         if free_counted or charged is None:
+            if ctx.rows is None:  # durable before the reply, at the cost before the allowance or the cap
+                self.writer.provisional(row)
             task = asyncio.get_running_loop().create_task(
                 self._settle_free(row, u, pricing, reservation, ctx.rows)
                 if free_counted

@@ -456,7 +456,9 @@ class StreamRelay:
         """Journal the stream as its first frame goes out; returns when its first progress mark is due."""
         usage = self.stream.usage
         # Only a crash replay reads it: a byte count (a token per 4 bytes), not the tokenizer on every stream.
-        prompt = usage.prompt_tokens if usage is not None else len(orjson.dumps(self.req.body["messages"])) // 4
+        prompt = (
+            usage.prompt_tokens if usage is not None else len(orjson.dumps(self.req.body["messages"])) // 4
+        )
         self.service.billing.stream_opened(self.ctx, self.target, prompt, self.attempts, self.ttft)
         return time.perf_counter() + MARK_INTERVAL
 
