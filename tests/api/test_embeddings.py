@@ -163,3 +163,27 @@ def test_missing_upstream_usage_is_counted_locally_and_marked_estimated(usageles
     (row,) = usageless_gateway.usage_rows(expect=1)
     assert (row.prompt_tokens, row.estimated) == (3, True)
     assert row.cost == 3 * Decimal(PRICES["prompt"])
+
+
+def test_a_defect_inside_an_embeddings_call_is_a_500_that_settles_like_any_other_end(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected exception: 500 in OpenAI's shape, exactly one row, the reservation and the key's
+    concurrency slot released (before: no row, 0.024 still reserved, the key's next request 429)."""
+    from tollgate.providers.openai_compat import OpenAICompatProvider
+
+    real = OpenAICompatProvider.embeddings
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("simulated defect")
+
+    monkeypatch.setattr(OpenAICompatProvider, "embeddings", broken)
+    key = gateway.create_key(balance="1", concurrency=1)
+    r = post(gateway, key, {"model": "sim-embed", "input": "hi"})
+    assert r.status_code == 500, r.text
+    assert "Internal error" in r.json()["error"]["message"] and "simulated defect" not in r.text
+    (row,) = gateway.usage_rows(expect=1)
+    assert (row.endpoint, row.status, row.cost) == ("embeddings", 500, 0)
+    assert gateway.app.state.ledger.available(row.account_id) == 1
+    monkeypatch.setattr(OpenAICompatProvider, "embeddings", real)
+    assert post(gateway, key, {"model": "sim-embed", "input": "hi"}).status_code == 200  # slot free

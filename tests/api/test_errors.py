@@ -23,6 +23,13 @@ def test_the_sdk_reads_an_unknown_route_as_not_found(gateway: Gateway) -> None:
     assert "No route" in exc.value.message
 
 
-def test_management_routes_keep_their_own_shape(gateway: Gateway) -> None:
-    r = httpx.get(gateway.server.url + "/v1/classifiers/none/extra")
+@pytest.mark.parametrize("path", ["/v1/classifiers/none/extra", "/v1/batch/none/extra", "/api/v1/batch/x/y/z"])
+def test_management_and_batch_routes_keep_their_own_shape(gateway: Gateway, path: str) -> None:
+    r = httpx.get(gateway.server.url + path)
     assert r.status_code == 404 and r.json()["code"] == "NOT_FOUND" and "docs_url" in r.json()
+
+
+def test_openais_batches_and_files_paths_answer_in_openais_shape(gateway: Gateway) -> None:
+    for path in ("/v1/batches", "/v1/files/x"):
+        r = httpx.get(gateway.server.url + path)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "NOT_FOUND", path

@@ -104,6 +104,11 @@ def test_a_gateway_killed_mid_job_resumes_it_with_nothing_lost_duplicated_or_bil
         while c.get(f"/batch/{job['job_id']}").json()["requests_completed"] < 2 * CHUNK:
             assert time.monotonic() < deadline, "no progress"
             time.sleep(0.05)
+        # Kill while a chunk is claimed (between two chunks nothing is in flight to redo).
+        running = "SELECT count(*) FROM batch_chunks WHERE status = 'running'"
+        while not run(query(db_url, running))[0][0]:
+            assert time.monotonic() < deadline, "no chunk claimed"
+            time.sleep(0.01)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()

@@ -37,7 +37,7 @@ _OPENAI_PATHS = (
 # answers in OpenAI's shape, which is what an SDK pointed at the gateway reads.
 _OWN_SHAPE_PATHS = (
     "/v1/keys", "/v1/balance", "/v1/usage", "/v1/logs", "/v1/classify", "/v1/tag", "/v1/classifiers",
-    "/v1/select-model", "/v1/batches", "/v1/files", "/v1/jobs",
+    "/v1/select-model", "/v1/batch/", "/v1/jobs",
 )  # fmt: skip
 
 
@@ -47,7 +47,8 @@ def is_openai_path(path: str) -> bool:
 
 def is_unknown_openai_route(path: str) -> bool:
     bare = path.removeprefix("/api")
-    return bare.startswith("/v1/") and not bare.startswith(_OWN_SHAPE_PATHS)
+    own = bare.startswith(_OWN_SHAPE_PATHS) or bare == "/v1/batch"  # not /v1/batches: OpenAI's Batches API
+    return bare.startswith("/v1/") and not own
 
 
 def is_anthropic_path(path: str) -> bool:

@@ -225,6 +225,10 @@ class ClassificationService(Pipeline):
             if not settled:
                 self._cancelled(ctx, held[0] if held else None, None)
             raise
+        except Exception as exc:
+            if settled:
+                raise
+            raise self._unexpected(ctx, held[0] if held else None, None, exc) from None
 
     async def _spec(self, account_id: str, req: ClassifyRequest, multi: bool) -> Spec:
         if req.spec is not None:

@@ -43,7 +43,6 @@ from tollgate.services.pipeline import Pipeline, final_failure
 from tollgate.services.request_log import RequestLogger
 from tollgate.services.stream_usage import deliver_usage, usage_mode
 from tollgate.settings import ModelConfig
-from tollgate.storage.outage import outage
 from tollgate.tokens import count_messages, count_text
 
 log = logging.getLogger("tollgate.completions")
@@ -231,14 +230,7 @@ class CompletionService(Pipeline):
             self._cancelled(ctx, reservation, model)
             raise
         except Exception as exc:
-            if (down := outage(exc)) is not None:  # the database, reached somewhere else on the way
-                self._failed(ctx, reservation, model, down)
-                raise down from None
-            # A defect, not the client's fault: still one usage row and the reservation released.
-            log.exception("request %s failed inside the gateway", ctx.request_id)
-            internal = TollgateError("Internal error in the gateway; it has been logged. Retry the request.")
-            self._failed(ctx, reservation, model, internal)
-            raise internal from exc
+            raise self._unexpected(ctx, reservation, model, exc) from None
 
     async def _json(
         self,

@@ -46,6 +46,8 @@ class EmbeddingsService(Pipeline):
         except asyncio.CancelledError:
             self._cancelled(ctx, reservation, model)
             raise
+        except Exception as exc:
+            raise self._unexpected(ctx, reservation, model, exc) from None
 
     async def _attempt(
         self,

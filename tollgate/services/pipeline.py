@@ -5,6 +5,7 @@ relay (``completions.py``, ``embeddings.py``)."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 from tollgate.accounts.balances import Reservation
@@ -22,7 +23,9 @@ from tollgate.routing.catalog import Target
 from tollgate.routing.router import Router
 from tollgate.services.billing import CLIENT_CLOSED, Billing, models_refused
 from tollgate.services.context import JsonReply, RequestContext, StreamReply
-from tollgate.storage.outage import database_errors
+from tollgate.storage.outage import database_errors, outage
+
+log = logging.getLogger("tollgate.pipeline")
 
 
 def final_failure(errors: list[UpstreamError]) -> UpstreamError:
@@ -85,6 +88,20 @@ class Pipeline:
         self.billing.finish(
             ctx, reservation, status=err.status, model=model, error=err, attempts=len(err.attempts) or 0
         )
+
+    def _unexpected(
+        self, ctx: RequestContext, reservation: Reservation | None, model: str | None, exc: Exception
+    ) -> TollgateError:
+        """Settle a request that ``exc`` ended (not a ``TollgateError``) and return what the client sees: a
+        database outage's 503, else a 500 for a defect, logged once. Either way the request leaves its one
+        usage row and releases its reservation and concurrency slot, unless it had already settled."""
+        err: TollgateError | None = outage(exc)  # the database, reached somewhere on the way
+        if err is None:
+            log.error("request %s failed inside the gateway", ctx.request_id, exc_info=exc)
+            err = TollgateError("Internal error in the gateway; it has been logged. Retry the request.")
+        if not ctx.settled:
+            self._failed(ctx, reservation, model, err)
+        return err
 
     def _cancelled(self, ctx: RequestContext, reservation: Reservation | None, model: str | None) -> None:
         """Settle a request whose task was cancelled (a server shutting down past its grace period, a caller
