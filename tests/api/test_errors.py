@@ -23,7 +23,9 @@ def test_the_sdk_reads_an_unknown_route_as_not_found(gateway: Gateway) -> None:
     assert "No route" in exc.value.message
 
 
-@pytest.mark.parametrize("path", ["/v1/classifiers/none/extra", "/v1/batch/none/extra", "/api/v1/batch/x/y/z"])
+@pytest.mark.parametrize(
+    "path", ["/v1/classifiers/none/extra", "/v1/batch/none/extra", "/api/v1/batch/x/y/z"]
+)
 def test_management_and_batch_routes_keep_their_own_shape(gateway: Gateway, path: str) -> None:
     r = httpx.get(gateway.server.url + path)
     assert r.status_code == 404 and r.json()["code"] == "NOT_FOUND" and "docs_url" in r.json()
