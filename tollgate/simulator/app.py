@@ -17,16 +17,15 @@ from starlette.routing import Route
 
 from tollgate.simulator import chat_extras, generate
 from tollgate.simulator.anthropic import anthropic_routes
-from tollgate.simulator.behaviour import Behaviour, OptionError, Resolver
+from tollgate.simulator.behaviour import Behaviour, Resolver
 from tollgate.simulator.gemini import gemini_routes
 from tollgate.simulator.responses import (
     CutResponse,
     Ending,
-    SilentResponse,
     StreamResponse,
     Watch,
     install_log_filter,
-    wait_or_leave,
+    open_openai,
 )
 from tollgate.simulator.responses_api import responses_routes
 from tollgate.simulator.wire import (
@@ -136,38 +135,6 @@ class _Handlers:
     def __init__(self, state: SimState) -> None:
         self.state = state
 
-    async def _before(self, request: Request, rec: dict[str, Any], b: Behaviour) -> Response | None:
-        """Latency, hang and the API-key check: a response to send instead, or None to go on."""
-        if await wait_or_leave(request.receive, self.state.stopping, rec, b):
-            return SilentResponse()
-        if b.require_key is not None and rec["headers"].get("authorization") != f"Bearer {b.require_key}":
-            body = error_body("Incorrect API key provided.", "invalid_request_error", None, "invalid_api_key")
-            return _json(rec, 401, body)
-        return None
-
-    async def _open(
-        self, request: Request
-    ) -> tuple[dict[str, Any], dict[str, Any], str | None, Behaviour] | Response:
-        """What every OpenAI endpoint does first: record the request, parse its JSON body, resolve the
-        model and its behaviour, then latency, hang and the key check; a response to send instead, or
-        ``(record, body, model, behaviour)`` to go on."""
-        rec = self.state.record(request)
-        try:
-            body = orjson.loads(await request.body())
-        except orjson.JSONDecodeError:
-            return _bad_request(rec, "We could not parse the JSON body of your request.")
-        rec["body"] = body
-        if not isinstance(body, dict):
-            return _bad_request(rec, "The request body must be a JSON object.")
-        try:
-            model, b = self.state.resolver.resolve(body.get("model"), body.get("sim"))
-        except OptionError as exc:
-            return _bad_request(rec, str(exc), "sim")
-        early = await self._before(request, rec, b)
-        if early is not None:
-            return early
-        return rec, body, model, b
-
     def _injected_error(self, rec: dict[str, Any], b: Behaviour) -> Response | None:
         status = self.state.injected_status(b)
         if status is None:
@@ -177,7 +144,7 @@ class _Handlers:
 
     async def chat(self, request: Request) -> Response:
         """``POST /v1/chat/completions``."""
-        opened = await self._open(request)
+        opened = await open_openai(request, self.state)
         if isinstance(opened, Response):
             return opened
         rec, body, model, b = opened
@@ -279,7 +246,7 @@ class _Handlers:
     async def completions(self, request: Request) -> Response:
         """Legacy ``POST /v1/completions``: ``prompt`` (string, strings or token ids) × ``n`` choices,
         ``max_tokens`` (default 16), ``stop``, ``echo``, ``logprobs`` (made-up values), ``stream``."""
-        opened = await self._open(request)
+        opened = await open_openai(request, self.state)
         if isinstance(opened, Response):
             return opened
         rec, body, model, b = opened
@@ -334,7 +301,7 @@ class _Handlers:
 
     async def embeddings(self, request: Request) -> Response:
         """``POST /v1/embeddings``."""
-        opened = await self._open(request)
+        opened = await open_openai(request, self.state)
         if isinstance(opened, Response):
             return opened
         rec, body, model, b = opened
