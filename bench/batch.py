@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,8 +34,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tollgate.accounts.keys import generate_key  # noqa: E402
-from tollgate.storage import open_storage  # noqa: E402
+from tests.support.serve import free_port, funded_key, serve  # noqa: E402
 
 LABELS = ["billing", "technical", "shipping", "account", "other"]
 TEMPLATES = [
@@ -67,41 +63,6 @@ class RssSampler(threading.Thread):
                 except psutil.Error:
                     pass
             time.sleep(0.1)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def serve(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    code = "import sys; from tollgate.cli import main; sys.argv = ['tollgate', *sys.argv[1:]]; main()"
-    args = [sys.executable, "-c", code, "serve", "--config", str(config), "--port", str(port)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(args, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise SystemExit(f"tollgate serve exited: {log.read_text()[-3000:]}")
-        time.sleep(0.2)
-
-
-async def make_key(db_url: str) -> str:
-    store = open_storage(db_url)
-    try:
-        await store.migrate()
-        account = await store.ensure_account("default")
-        await store.add_balance(account.id, Decimal("1000"))
-        key = generate_key(account.id, "bench")
-        await store.insert_key(key.record)
-        return key.secret
-    finally:
-        await store.close()
 
 
 def write_input(path: Path, lines: int) -> int:
@@ -147,7 +108,7 @@ def main() -> None:
     }
     config_path = tmp / "tollgate.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    key = asyncio.run(make_key(db_url))
+    key = asyncio.run(funded_key(db_url, Decimal("1000"), "bench"))
     port, log = free_port(), tmp / "serve.log"
     sampler = RssSampler()
     sampler.start()

@@ -4,11 +4,7 @@ model classifies; the gateway is a child process so the kill is a real one."""
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -20,51 +16,14 @@ import sqlalchemy as sa
 import yaml
 
 from tests.support.gateway import gateway_config
+from tests.support.serve import free_port, funded_key, serve
 from tests.support.servers import run
-from tollgate.accounts.keys import generate_key
 from tollgate.storage import open_storage
 from tollgate.storage.money import to_units
 
 LABELS = ["billing", "technical", "shipping"]
 LINES = 400
 CHUNK = 40
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def serve(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    code = "import sys; from tollgate.cli import main; sys.argv = ['tollgate', *sys.argv[1:]]; main()"
-    args = [sys.executable, "-c", code, "serve", "--config", str(config), "--port", str(port)]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(args, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"tollgate serve did not start: {log.read_text()[-3000:]}")
-        time.sleep(0.2)
-
-
-async def setup_key(db_url: str) -> str:
-    store = open_storage(db_url)
-    try:
-        await store.migrate()
-        account = await store.ensure_account("default")
-        await store.add_balance(account.id, Decimal("1"))
-        key = generate_key(account.id, "batch")
-        await store.insert_key(key.record)
-        return key.secret
-    finally:
-        await store.close()
 
 
 async def query(db_url: str, sql: str) -> list[Any]:
@@ -89,7 +48,7 @@ def test_a_gateway_killed_mid_job_resumes_it_with_nothing_lost_duplicated_or_bil
     }
     path = tmp_path / "tollgate.yaml"
     path.write_text(yaml.safe_dump(config))
-    key = run(setup_key(db_url))
+    key = run(funded_key(db_url, Decimal("1"), "batch"))
     port, log = free_port(), tmp_path / "serve.log"
     texts = ["Refund the double charge on my card", "The login page shows error 500", "Where is my parcel?"]
     data = b"".join(orjson.dumps({"text": texts[i % 3], "id": i}) + b"\n" for i in range(LINES))

@@ -12,18 +12,9 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from tollgate.api.http import json_response, read_request_body
+from tollgate.api.http import json_response, read_request_body, request_context
 from tollgate.jobs.service import BatchService
 from tollgate.services.context import RequestContext
-
-
-def _context(request: Request, endpoint: str) -> RequestContext:
-    headers = request.headers
-    ctx = RequestContext(
-        endpoint=endpoint, authorization=headers.get("authorization"), x_api_key=headers.get("x-api-key")
-    )
-    request.state.request_id = ctx.request_id
-    return ctx
 
 
 def _service(request: Request) -> BatchService:
@@ -40,24 +31,24 @@ def _reply(ctx: RequestContext, body: object, status: int = 200) -> Response:
 
 
 async def create_batch(request: Request) -> Response:
-    ctx = _context(request, "batch.create")
+    ctx = request_context(request, "batch.create")
     raw = await read_request_body(request, request.app.state.settings.server.body_limit)
     return _reply(ctx, await _service(request).create(ctx, raw, _base_url(request)), 201)
 
 
 async def list_batches(request: Request) -> Response:
-    ctx = _context(request, "batch.list")
+    ctx = request_context(request, "batch.list")
     params = request.query_params
     return _reply(ctx, await _service(request).list_jobs(ctx, params.get("limit"), params.get("after")))
 
 
 async def get_batch(request: Request) -> Response:
-    ctx = _context(request, "batch.get")
+    ctx = request_context(request, "batch.get")
     return _reply(ctx, await _service(request).get(ctx, request.path_params["job_id"]))
 
 
 async def upload_input(request: Request) -> Response:
-    ctx = _context(request, "batch.input")
+    ctx = request_context(request, "batch.input")
     declared = request.headers.get("content-length")
 
     async def body() -> AsyncIterator[bytes]:
@@ -71,18 +62,18 @@ async def upload_input(request: Request) -> Response:
 
 
 async def start_batch(request: Request) -> Response:
-    ctx = _context(request, "batch.start")
+    ctx = request_context(request, "batch.start")
     return _reply(ctx, await _service(request).start(ctx, request.path_params["job_id"]), 202)
 
 
 async def get_results(request: Request) -> Response:
-    ctx = _context(request, "batch.results")
+    ctx = request_context(request, "batch.results")
     service = _service(request)
     return _reply(ctx, await service.results(ctx, request.path_params["job_id"], _base_url(request)))
 
 
 async def download_results(request: Request) -> Response:
-    ctx = _context(request, "batch.results")
+    ctx = request_context(request, "batch.results")
     blocks = await _service(request).content(ctx, request.path_params["job_id"])
     return StreamingResponse(
         blocks, media_type="application/x-ndjson", headers={"X-Request-ID": ctx.request_id}
@@ -90,10 +81,10 @@ async def download_results(request: Request) -> Response:
 
 
 async def cancel_batch(request: Request) -> Response:
-    ctx = _context(request, "batch.cancel")
+    ctx = request_context(request, "batch.cancel")
     return _reply(ctx, await _service(request).cancel(ctx, request.path_params["job_id"]))
 
 
 async def delete_batch(request: Request) -> Response:
-    ctx = _context(request, "batch.delete")
+    ctx = request_context(request, "batch.delete")
     return _reply(ctx, await _service(request).delete(ctx, request.path_params["job_id"]))

@@ -12,25 +12,15 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tollgate.api.http import json_response, read_request_body
+from tollgate.api.http import json_response, read_request_body, request_context
 from tollgate.services.classification import ClassificationService
-from tollgate.services.context import RequestContext
-
-
-def _context(request: Request, endpoint: str) -> RequestContext:
-    headers = request.headers
-    ctx = RequestContext(
-        endpoint=endpoint, authorization=headers.get("authorization"), x_api_key=headers.get("x-api-key")
-    )
-    request.state.request_id = ctx.request_id
-    return ctx
 
 
 def _endpoint(endpoint: str, *, multi: bool, batch: bool) -> Callable[[Request], Awaitable[Response]]:
     async def handler(request: Request) -> Response:
         state = request.app.state
         service: ClassificationService = state.classification
-        ctx = _context(request, endpoint)
+        ctx = request_context(request, endpoint)
         raw = await read_request_body(request, state.settings.server.body_limit)
         reply = await service.classify(ctx, raw, multi=multi, batch=batch)
         return json_response(reply.body, reply.headers, reply.status)
@@ -48,7 +38,7 @@ tag_batch = _endpoint("tag.batch", multi=True, batch=True)
 async def create_classifier(request: Request) -> Response:
     state = request.app.state
     service: ClassificationService = state.classification
-    ctx = _context(request, "classifiers")
+    ctx = request_context(request, "classifiers")
     raw = await read_request_body(request, state.settings.server.body_limit)
     body = await service.save_classifier(ctx, raw)
     return json_response(orjson.dumps(body), {"X-Request-ID": ctx.request_id}, 201)
@@ -56,13 +46,13 @@ async def create_classifier(request: Request) -> Response:
 
 async def list_classifiers(request: Request) -> Response:
     service: ClassificationService = request.app.state.classification
-    ctx = _context(request, "classifiers")
+    ctx = request_context(request, "classifiers")
     body = await service.list_classifiers(ctx)
     return json_response(orjson.dumps(body), {"X-Request-ID": ctx.request_id})
 
 
 async def get_classifier(request: Request) -> Response:
     service: ClassificationService = request.app.state.classification
-    ctx = _context(request, "classifiers")
+    ctx = request_context(request, "classifiers")
     body = await service.get_classifier(ctx, request.path_params["name"])
     return json_response(orjson.dumps(body), {"X-Request-ID": ctx.request_id})

@@ -16,7 +16,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tollgate.api.http import SSEResponse, json_response, read_request_body
+from tollgate.api.http import SSEResponse, json_response, read_request_body, request_context
 from tollgate.protocol.completions import (
     chat_request_from_completions,
     chunk_from_chat,
@@ -25,18 +25,14 @@ from tollgate.protocol.completions import (
 )
 from tollgate.providers.sse import DONE, SSESplitter, encode_data, parse_event
 from tollgate.services.completions import NATIVE_HEADER, CompletionService, NativeRequest, parse_json
-from tollgate.services.context import JsonReply, RequestContext, StreamReply
+from tollgate.services.context import JsonReply, StreamReply
 from tollgate.services.stream_usage import deliver_usage, usage_mode
 
 
 async def create_completion(request: Request) -> Response:
     state = request.app.state
     service: CompletionService = state.completions
-    headers = request.headers
-    ctx = RequestContext(
-        endpoint="completions", authorization=headers.get("authorization"), x_api_key=headers.get("x-api-key")
-    )
-    request.state.request_id = ctx.request_id
+    ctx = request_context(request, "completions")
     raw = await read_request_body(request, state.settings.server.body_limit)
     native = NativeRequest(api="completions")
 

@@ -5,19 +5,14 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tollgate.api.http import json_response, read_request_body
-from tollgate.services.context import RequestContext
+from tollgate.api.http import json_response, read_request_body, request_context
 from tollgate.services.embeddings import EmbeddingsService
 
 
 async def create_embeddings(request: Request) -> Response:
     state = request.app.state
     service: EmbeddingsService = state.embeddings
-    headers = request.headers
-    ctx = RequestContext(
-        endpoint="embeddings", authorization=headers.get("authorization"), x_api_key=headers.get("x-api-key")
-    )
-    request.state.request_id = ctx.request_id
+    ctx = request_context(request, "embeddings")
     raw = await read_request_body(request, state.settings.server.body_limit)
     reply = await service.embeddings(ctx, raw)
     return json_response(reply.body, reply.headers, reply.status)

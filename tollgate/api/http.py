@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from tollgate.errors import ClientDisconnectedError, PayloadTooLargeError
-from tollgate.services.context import StreamReply
+from tollgate.services.context import RequestContext, StreamReply
 
 log = logging.getLogger("tollgate.api")
 
@@ -41,6 +41,17 @@ async def read_body(receive: Receive, limit: int, declared: int | None) -> bytes
 async def read_request_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     return await read_body(request.receive, limit, int(declared) if declared and declared.isdigit() else None)
+
+
+def request_context(request: Request, endpoint: str) -> RequestContext:
+    """The request's context from its key headers (``Authorization``, ``X-API-Key``); its request id is
+    kept on the request for the error handlers."""
+    headers = request.headers
+    ctx = RequestContext(
+        endpoint=endpoint, authorization=headers.get("authorization"), x_api_key=headers.get("x-api-key")
+    )
+    request.state.request_id = ctx.request_id
+    return ctx
 
 
 _JSON = (b"content-type", b"application/json")

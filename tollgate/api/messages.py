@@ -17,7 +17,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tollgate.api.http import SSEResponse, json_response, read_request_body
+from tollgate.api.http import SSEResponse, json_response, read_request_body, request_context
 from tollgate.errors import (
     TollgateError,
     UpstreamBadResponseError,
@@ -32,7 +32,7 @@ from tollgate.providers.anthropic.ingress import (
 )
 from tollgate.providers.usage import Usage
 from tollgate.services.completions import CompletionService, parse_json
-from tollgate.services.context import JsonReply, RequestContext
+from tollgate.services.context import JsonReply
 from tollgate.services.count_tokens import TokenCounter
 from tollgate.services.reframe import Event, reframe
 
@@ -65,11 +65,7 @@ class AnthropicEvents:
 async def create_message(request: Request) -> Response:
     state = request.app.state
     service: CompletionService = state.completions
-    headers = request.headers
-    ctx = RequestContext(
-        endpoint="messages", authorization=headers.get("authorization"), x_api_key=headers.get("x-api-key")
-    )
-    request.state.request_id = ctx.request_id
+    ctx = request_context(request, "messages")
     raw = await read_request_body(request, state.settings.server.body_limit)
     model = ""
     stops: list[str] = []
@@ -99,13 +95,7 @@ async def count_tokens(request: Request) -> Response:
     """
     state = request.app.state
     service: CompletionService = state.completions
-    headers = request.headers
-    ctx = RequestContext(
-        endpoint="count_tokens",
-        authorization=headers.get("authorization"),
-        x_api_key=headers.get("x-api-key"),
-    )
-    request.state.request_id = ctx.request_id
+    ctx = request_context(request, "count_tokens")
     raw = await read_request_body(request, state.settings.server.body_limit)
     counter = TokenCounter(service.router, service.auth, service.upstream_timeout)
     counted = await counter.count(ctx, raw)

@@ -16,7 +16,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tollgate.api.http import SSEResponse, json_response, read_request_body
+from tollgate.api.http import SSEResponse, json_response, read_request_body, request_context
 from tollgate.protocol.responses import (
     ResponsesStreamEncoder,
     chat_request_from_responses,
@@ -24,18 +24,14 @@ from tollgate.protocol.responses import (
     stateful_refusal,
 )
 from tollgate.services.completions import NATIVE_HEADER, CompletionService, NativeRequest, parse_json
-from tollgate.services.context import JsonReply, RequestContext
+from tollgate.services.context import JsonReply
 from tollgate.services.reframe import reframe
 
 
 async def create_response(request: Request) -> Response:
     state = request.app.state
     service: CompletionService = state.completions
-    headers = request.headers
-    ctx = RequestContext(
-        endpoint="responses", authorization=headers.get("authorization"), x_api_key=headers.get("x-api-key")
-    )
-    request.state.request_id = ctx.request_id
+    ctx = request_context(request, "responses")
     raw = await read_request_body(request, state.settings.server.body_limit)
     original: dict[str, Any] = {}
     native = NativeRequest()

@@ -286,6 +286,17 @@ def parse_ref(value: Any) -> tuple[str, int | None]:
     return m["name"], int(version) if version else None
 
 
+def mode_and_backend(data: dict[str, Any]) -> tuple[Mode, Backend | None]:
+    """A definition's ``mode`` (default ``single``) and ``backend`` (``None``: the server's choice), checked."""
+    mode = data.get("mode", "single")
+    if mode not in ("single", "multi"):
+        raise invalid("'mode' must be 'single' or 'multi'", "mode")
+    backend = data.get("backend")
+    if backend not in (None, "local", "llm"):
+        raise invalid("'backend' must be 'local' or 'llm'", "backend")
+    return mode, backend
+
+
 def parse_definition(data: Any) -> tuple[str, Spec]:
     """A ``POST /v1/classifiers`` body: the name and what it classifies into."""
     if not isinstance(data, dict):
@@ -299,12 +310,7 @@ def parse_definition(data: Any) -> tuple[str, Spec]:
         raise invalid(
             "'name' may use letters, digits, '_', '-' and '.', and must start with a letter or digit", "name"
         )
-    mode = data.get("mode", "single")
-    if mode not in ("single", "multi"):
-        raise invalid("'mode' must be 'single' or 'multi'", "mode")
-    backend = data.get("backend")
-    if backend not in (None, "local", "llm"):
-        raise invalid("'backend' must be 'local' or 'llm'", "backend")
+    mode, backend = mode_and_backend(data)
     if data.get("labels") is None:
         raise invalid("'labels' is required", "labels")
     spec = _spec(data, mode)

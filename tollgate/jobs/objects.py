@@ -51,6 +51,25 @@ class ObjectStore(Protocol):
     async def close(self) -> None: ...
 
 
+async def regroup(chunks: AsyncIterator[bytes], size: int, limit: int) -> AsyncIterator[bytes]:
+    """The stream again in blocks of at least ``size`` bytes but for the last, which is shorter (and left out
+    when nothing is held); once more than ``limit`` bytes have come in all, 413 (``PayloadTooLargeError``)."""
+    total = 0
+    held: list[bytes] = []
+    held_size = 0
+    async for chunk in chunks:
+        total += len(chunk)
+        if total > limit:
+            raise PayloadTooLargeError(f"The input is over the limit of {limit} bytes.")
+        held.append(chunk)
+        held_size += len(chunk)
+        if held_size >= size:
+            yield b"".join(held)
+            held, held_size = [], 0
+    if held:
+        yield b"".join(held)
+
+
 async def concatenate(store: ObjectStore, key: str, parts: list[str]) -> int:
     """Write the objects ``parts`` one after the other as ``key`` (streamed); the size written."""
 
@@ -80,20 +99,10 @@ class LocalObjectStore:
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.part")
         f = await asyncio.to_thread(open, tmp, "wb")
         size = 0
-        pending: list[bytes] = []
-        held = 0
         try:
-            async for chunk in chunks:
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLargeError(f"The input is over the limit of {limit} bytes.")
-                pending.append(chunk)
-                held += len(chunk)
-                if held >= BLOCK:
-                    await asyncio.to_thread(f.write, b"".join(pending))
-                    pending, held = [], 0
-            if pending:
-                await asyncio.to_thread(f.write, b"".join(pending))
+            async for block in regroup(chunks, BLOCK, limit):
+                size += len(block)
+                await asyncio.to_thread(f.write, block)
             await asyncio.to_thread(_sync_close, f)
             await asyncio.to_thread(os.replace, tmp, path)
         except BaseException:

@@ -16,8 +16,7 @@ from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
 from aiobotocore.session import get_session  # type: ignore[import-untyped]
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-from tollgate.errors import PayloadTooLargeError
-from tollgate.jobs.objects import BLOCK
+from tollgate.jobs.objects import BLOCK, regroup
 from tollgate.settings import BatchConfig
 
 PART = 8 << 20  # multipart part size (S3's minimum is 5 MiB, but for the last part)
@@ -57,39 +56,29 @@ class S3ObjectStore:
     async def write(self, key: str, chunks: AsyncIterator[bytes], limit: int) -> int:
         s3 = await self._s3()
         size = 0
-        held: list[bytes] = []
-        held_size = 0
+        last = b""  # the shorter block that ends the stream
         upload_id: str | None = None
         parts: list[dict[str, Any]] = []
+
+        async def upload(upload: str, body: bytes) -> None:
+            n = len(parts) + 1
+            res = await s3.upload_part(Bucket=self.bucket, Key=key, UploadId=upload, PartNumber=n, Body=body)
+            parts.append({"PartNumber": n, "ETag": res["ETag"]})
+
         try:
-            async for chunk in chunks:
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLargeError(f"The input is over the limit of {limit} bytes.")
-                held.append(chunk)
-                held_size += len(chunk)
-                if held_size >= PART:
-                    if upload_id is None:
-                        upload_id = (await s3.create_multipart_upload(Bucket=self.bucket, Key=key))[
-                            "UploadId"
-                        ]
-                    body = b"".join(held)
-                    held, held_size = [], 0
-                    n = len(parts) + 1
-                    res = await s3.upload_part(
-                        Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=n, Body=body
-                    )
-                    parts.append({"PartNumber": n, "ETag": res["ETag"]})
-            body = b"".join(held)
+            async for block in regroup(chunks, PART, limit):
+                size += len(block)
+                if len(block) < PART:
+                    last = block
+                    continue
+                if upload_id is None:
+                    upload_id = (await s3.create_multipart_upload(Bucket=self.bucket, Key=key))["UploadId"]
+                await upload(upload_id, block)
             if upload_id is None:
-                await s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+                await s3.put_object(Bucket=self.bucket, Key=key, Body=last)
                 return size
-            if body:
-                n = len(parts) + 1
-                res = await s3.upload_part(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=n, Body=body
-                )
-                parts.append({"PartNumber": n, "ETag": res["ETag"]})
+            if last:
+                await upload(upload_id, last)
             await s3.complete_multipart_upload(
                 Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )

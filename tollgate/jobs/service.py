@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
-from tollgate.classify.request import Spec, invalid, parse_request
+from tollgate.classify.request import Spec, invalid, mode_and_backend, parse_request
 from tollgate.errors import (
     ClientError,
     InsufficientBalanceError,
@@ -131,12 +131,7 @@ class BatchService:
         for name in data:
             if name not in FIELDS:
                 raise invalid(f"Unknown field '{name}'; accepted: {', '.join(sorted(FIELDS))}", name)
-        mode = data.get("mode", "single")
-        if mode not in ("single", "multi"):
-            raise invalid("'mode' must be 'single' or 'multi'", "mode")
-        backend = data.get("backend")
-        if backend not in (None, "local", "llm"):
-            raise invalid("'backend' must be 'local' or 'llm'", "backend")
+        mode, backend = mode_and_backend(data)
         fields = {k: v for k, v in data.items() if k not in ("mode", "backend")}
         if mode == "single" and fields.get("threshold") is not None:
             raise invalid("'threshold' applies to mode 'multi' only", "threshold")

@@ -84,35 +84,40 @@ def refusal(body: dict[str, Any]) -> ValidationError | None:
     return None
 
 
-def _completion_id(chat_id: Any) -> str:
+def _text_completion(chat: dict[str, Any], choices: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``text_completion`` (or chunk) around ``choices``: the id, created, model and usage of the chat
+    completion (or chunk) it comes from."""
+    chat_id = chat.get("id")
     raw = chat_id if isinstance(chat_id, str) and chat_id else "tollgate"
-    return "cmpl-" + raw.removeprefix("chatcmpl-")
+    out: dict[str, Any] = {
+        "id": "cmpl-" + raw.removeprefix("chatcmpl-"),
+        "object": "text_completion",
+        "created": chat.get("created"),
+        "model": chat.get("model"),
+        "choices": choices,
+    }
+    if chat.get("usage") is not None:
+        out["usage"] = chat["usage"]
+    return out
+
+
+def _text_choice(choice: dict[str, Any], content: Any) -> dict[str, Any]:
+    """A chat choice (or chunk choice) whose message (or delta) holds ``content``, as a text choice."""
+    return {
+        "text": content if isinstance(content, str) else "",
+        "index": choice.get("index", 0),
+        "logprobs": None,
+        "finish_reason": choice.get("finish_reason"),
+    }
 
 
 def completion_from_chat(completion: dict[str, Any]) -> dict[str, Any]:
     """A ``chat.completion`` as a ``text_completion``."""
-    choices = []
-    for choice in completion.get("choices") or []:
-        message = choice.get("message") or {}
-        content = message.get("content")
-        choices.append(
-            {
-                "text": content if isinstance(content, str) else "",
-                "index": choice.get("index", 0),
-                "logprobs": None,
-                "finish_reason": choice.get("finish_reason"),
-            }
-        )
-    out: dict[str, Any] = {
-        "id": _completion_id(completion.get("id")),
-        "object": "text_completion",
-        "created": completion.get("created"),
-        "model": completion.get("model"),
-        "choices": choices,
-    }
-    if completion.get("usage") is not None:
-        out["usage"] = completion["usage"]
-    return out
+    choices = [
+        _text_choice(choice, (choice.get("message") or {}).get("content"))
+        for choice in completion.get("choices") or []
+    ]
+    return _text_completion(completion, choices)
 
 
 def chunk_from_chat(chunk: dict[str, Any]) -> dict[str, Any] | None:
@@ -120,27 +125,9 @@ def chunk_from_chat(chunk: dict[str, Any]) -> dict[str, Any] | None:
     role-only first chunk)."""
     choices = []
     for choice in chunk.get("choices") or []:
-        delta = choice.get("delta") or {}
-        content = delta.get("content")
-        text = content if isinstance(content, str) else ""
-        if text or choice.get("finish_reason"):
-            choices.append(
-                {
-                    "text": text,
-                    "index": choice.get("index", 0),
-                    "logprobs": None,
-                    "finish_reason": choice.get("finish_reason"),
-                }
-            )
+        out = _text_choice(choice, (choice.get("delta") or {}).get("content"))
+        if out["text"] or choice.get("finish_reason"):
+            choices.append(out)
     if not choices and not chunk.get("choices") == [] and chunk.get("usage") is None:
         return None
-    out: dict[str, Any] = {
-        "id": _completion_id(chunk.get("id")),
-        "object": "text_completion",
-        "created": chunk.get("created"),
-        "model": chunk.get("model"),
-        "choices": choices,
-    }
-    if chunk.get("usage") is not None:
-        out["usage"] = chunk["usage"]
-    return out
+    return _text_completion(chunk, choices)

@@ -133,31 +133,6 @@ def _event(name: str, **fields: Any) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"
 
 
-def _tool_input(schema: Any) -> dict[str, Any]:
-    """A deterministic input satisfying the simple cases of a JSON schema's top-level properties."""
-    props = schema.get("properties") if isinstance(schema, dict) else None
-    out: dict[str, Any] = {}
-    for i, (key, spec) in enumerate(props.items() if isinstance(props, dict) else ()):
-        kind = spec.get("type") if isinstance(spec, dict) else None
-        if isinstance(spec, dict) and isinstance(spec.get("enum"), list) and spec["enum"]:
-            out[key] = spec["enum"][0]
-        elif kind == "string":
-            out[key] = generate.WORDS[i % len(generate.WORDS)]
-        elif kind == "integer":
-            out[key] = i + 1
-        elif kind == "number":
-            out[key] = i + 0.5
-        elif kind == "boolean":
-            out[key] = True
-        elif kind == "array":
-            out[key] = []
-        elif kind == "object":
-            out[key] = {}
-        else:
-            out[key] = None
-    return out
-
-
 @dataclass(slots=True)
 class _Block:
     """One content block of the reply: ``text`` pieces, or a ``tool_use`` with its input in pieces."""
@@ -339,7 +314,7 @@ class Messages:
                     stop_reason = "stop_sequence"
             blocks.append(_Block("text", pieces))
         if tool is not None:
-            args = orjson.dumps(_tool_input(tool.get("input_schema"))).decode()
+            args = orjson.dumps(generate.schema_instance(tool.get("input_schema"), nested=False)).decode()
             json_pieces = [args[i : i + _TOOL_JSON_PIECE] for i in range(0, len(args), _TOOL_JSON_PIECE)]
             call = {
                 "type": "tool_use",

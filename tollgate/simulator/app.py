@@ -17,16 +17,15 @@ from starlette.routing import Route
 
 from tollgate.simulator import chat_extras, generate
 from tollgate.simulator.anthropic import anthropic_routes
-from tollgate.simulator.behaviour import Behaviour, OptionError, Resolver
+from tollgate.simulator.behaviour import Behaviour, Resolver
 from tollgate.simulator.gemini import gemini_routes
 from tollgate.simulator.responses import (
     CutResponse,
     Ending,
-    SilentResponse,
     StreamResponse,
     Watch,
     install_log_filter,
-    wait_or_leave,
+    open_openai,
 )
 from tollgate.simulator.responses_api import responses_routes
 from tollgate.simulator.wire import (
@@ -122,31 +121,19 @@ def _retry_header(seconds: float) -> dict[str, str]:
     return {"retry-after": str(int(seconds)) if float(seconds).is_integer() else str(seconds)}
 
 
+def _chat_include_usage(body: dict[str, Any], b: Behaviour) -> bool:
+    """Whether a chat stream ends with a usage chunk: ``stream_options.include_usage``, unless the behaviour
+    ignores it or sends no usage."""
+    options = body.get("stream_options")
+    asked = isinstance(options, dict) and options.get("include_usage") is True
+    return asked and not (b.ignore_include_usage or b.no_usage)
+
+
 class _Handlers:
     """Endpoint implementations bound to one ``SimState``."""
 
     def __init__(self, state: SimState) -> None:
         self.state = state
-
-    async def _start(self, request: Request) -> tuple[dict[str, Any], dict[str, Any] | Response]:
-        rec = self.state.record(request)
-        try:
-            body = orjson.loads(await request.body())
-        except orjson.JSONDecodeError:
-            return rec, _bad_request(rec, "We could not parse the JSON body of your request.")
-        rec["body"] = body
-        if not isinstance(body, dict):
-            return rec, _bad_request(rec, "The request body must be a JSON object.")
-        return rec, body
-
-    async def _before(self, request: Request, rec: dict[str, Any], b: Behaviour) -> Response | None:
-        """Latency, hang and the API-key check: a response to send instead, or None to go on."""
-        if await wait_or_leave(request.receive, self.state.stopping, rec, b):
-            return SilentResponse()
-        if b.require_key is not None and rec["headers"].get("authorization") != f"Bearer {b.require_key}":
-            body = error_body("Incorrect API key provided.", "invalid_request_error", None, "invalid_api_key")
-            return _json(rec, 401, body)
-        return None
 
     def _injected_error(self, rec: dict[str, Any], b: Behaviour) -> Response | None:
         status = self.state.injected_status(b)
@@ -155,24 +142,12 @@ class _Handlers:
         headers = _retry_header(b.retry_after) if b.retry_after is not None else None
         return _json(rec, status, error_for_status(status), headers)
 
-    def _resolve(self, rec: dict[str, Any], body: dict[str, Any]) -> tuple[str | None, Behaviour] | Response:
-        try:
-            return self.state.resolver.resolve(body.get("model"), body.get("sim"))
-        except OptionError as exc:
-            return _bad_request(rec, str(exc), "sim")
-
     async def chat(self, request: Request) -> Response:
         """``POST /v1/chat/completions``."""
-        rec, body = await self._start(request)
-        if isinstance(body, Response):
-            return body
-        resolved = self._resolve(rec, body)
-        if isinstance(resolved, Response):
-            return resolved
-        model, b = resolved
-        early = await self._before(request, rec, b)
-        if early is not None:
-            return early
+        opened = await open_openai(request, self.state)
+        if isinstance(opened, Response):
+            return opened
+        rec, body, model, b = opened
         messages = body.get("messages")
         if model is None:
             return _bad_request(rec, "you must provide a model parameter", "model")
@@ -218,12 +193,7 @@ class _Handlers:
     def _stream(self, request: Request, rec: dict[str, Any], b: Behaviour, body: dict[str, Any],
                 ident: tuple[str, int, str], pieces: list[str], finish: tuple[str, str | None],
                 usage: dict[str, Any]) -> Response:  # fmt: skip
-        options = body.get("stream_options")
-        include_usage = (
-            isinstance(options, dict)
-            and options.get("include_usage") is True
-            and not (b.ignore_include_usage or b.no_usage)
-        )
+        include_usage = _chat_include_usage(body, b)
         enc = ChunkEncoder(*ident, include_usage)
         events = [enc.role()]
         ending: Ending = "done"
@@ -262,9 +232,7 @@ class _Handlers:
                 out["usage"] = usage
             return self._json_body(rec, b, orjson.dumps(out))
         head["object"] = "chat.completion.chunk"
-        options = body.get("stream_options")
-        include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        include_usage = include_usage and not (b.ignore_include_usage or b.no_usage)
+        include_usage = _chat_include_usage(body, b)
         tail = {"usage": None} if include_usage else {}
         events = [
             b"data: " + orjson.dumps({**head, "choices": c, **tail}) + b"\n\n"
@@ -278,16 +246,10 @@ class _Handlers:
     async def completions(self, request: Request) -> Response:
         """Legacy ``POST /v1/completions``: ``prompt`` (string, strings or token ids) × ``n`` choices,
         ``max_tokens`` (default 16), ``stop``, ``echo``, ``logprobs`` (made-up values), ``stream``."""
-        rec, body = await self._start(request)
-        if isinstance(body, Response):
-            return body
-        resolved = self._resolve(rec, body)
-        if isinstance(resolved, Response):
-            return resolved
-        model, b = resolved
-        early = await self._before(request, rec, b)
-        if early is not None:
-            return early
+        opened = await open_openai(request, self.state)
+        if isinstance(opened, Response):
+            return opened
+        rec, body, model, b = opened
         prompt = body.get("prompt")
         prompts = [prompt] if isinstance(prompt, str) or (prompt and isinstance(prompt[0], int)) else prompt
         n = body.get("n") or 1
@@ -339,16 +301,10 @@ class _Handlers:
 
     async def embeddings(self, request: Request) -> Response:
         """``POST /v1/embeddings``."""
-        rec, body = await self._start(request)
-        if isinstance(body, Response):
-            return body
-        resolved = self._resolve(rec, body)
-        if isinstance(resolved, Response):
-            return resolved
-        model, b = resolved
-        early = await self._before(request, rec, b)
-        if early is not None:
-            return early
+        opened = await open_openai(request, self.state)
+        if isinstance(opened, Response):
+            return opened
+        rec, body, model, b = opened
         raw = body.get("input")
         items: list[Any] = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
         if items and all(isinstance(i, int) and not isinstance(i, bool) for i in items):

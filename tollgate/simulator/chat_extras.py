@@ -22,32 +22,7 @@ import orjson
 
 from tollgate.simulator import generate
 
-__all__ = ["Extras", "extras_for", "schema_instance"]
-
-
-def schema_instance(schema: Any) -> dict[str, Any]:
-    """A deterministic object satisfying the simple cases of a JSON schema's top-level properties."""
-    props = schema.get("properties") if isinstance(schema, dict) else None
-    out: dict[str, Any] = {}
-    for i, (key, spec) in enumerate(props.items() if isinstance(props, dict) else ()):
-        kind = spec.get("type") if isinstance(spec, dict) else None
-        if isinstance(spec, dict) and isinstance(spec.get("enum"), list) and spec["enum"]:
-            out[key] = spec["enum"][0]
-        elif kind == "string":
-            out[key] = generate.WORDS[i % len(generate.WORDS)]
-        elif kind == "integer":
-            out[key] = i + 1
-        elif kind == "number":
-            out[key] = i + 0.5
-        elif kind == "boolean":
-            out[key] = True
-        elif kind == "array":
-            out[key] = []
-        elif kind == "object":
-            out[key] = schema_instance(spec)
-        else:
-            out[key] = None
-    return out
+__all__ = ["Extras", "extras_for"]
 
 
 @dataclass(slots=True)
@@ -77,7 +52,10 @@ def _tool_call(body: dict[str, Any]) -> dict[str, Any] | None:
             return None
     else:
         return None
-    return {"name": fn.get("name"), "arguments": orjson.dumps(schema_instance(fn.get("parameters"))).decode()}
+    return {
+        "name": fn.get("name"),
+        "arguments": orjson.dumps(generate.schema_instance(fn.get("parameters"))).decode(),
+    }
 
 
 def _structured(body: dict[str, Any], pieces: list[str]) -> str | None:
@@ -86,7 +64,7 @@ def _structured(body: dict[str, Any], pieces: list[str]) -> str | None:
     if kind == "json_schema":
         schema = fmt.get("json_schema") if isinstance(fmt, dict) else None
         return orjson.dumps(
-            schema_instance(schema.get("schema") if isinstance(schema, dict) else None)
+            generate.schema_instance(schema.get("schema") if isinstance(schema, dict) else None)
         ).decode()
     if kind == "json_object":
         return orjson.dumps({"answer": "".join(pieces).strip()}).decode()

@@ -22,6 +22,7 @@ __all__ = [
     "embedding",
     "embedding_tokens",
     "encode_base64",
+    "schema_instance",
 ]
 
 WORDS: Final = (
@@ -120,3 +121,30 @@ def embedding(item: Any, dimensions: int) -> tuple[list[float], bytes]:
 def encode_base64(packed: bytes) -> str:
     """Base64 of little-endian float32 data, as OpenAI's ``encoding_format: "base64"``."""
     return base64.b64encode(packed).decode("ascii")
+
+
+def schema_instance(schema: Any, *, nested: bool = True) -> dict[str, Any]:
+    """A deterministic object satisfying the simple cases of a JSON schema's top-level properties: a tool
+    call's arguments or input, a structured-output answer. An ``object`` property is filled the same way
+    (``nested``) or left empty (``nested=False``, as the Anthropic wire answers)."""
+    props = schema.get("properties") if isinstance(schema, dict) else None
+    out: dict[str, Any] = {}
+    for i, (key, spec) in enumerate(props.items() if isinstance(props, dict) else ()):
+        kind = spec.get("type") if isinstance(spec, dict) else None
+        if isinstance(spec, dict) and isinstance(spec.get("enum"), list) and spec["enum"]:
+            out[key] = spec["enum"][0]
+        elif kind == "string":
+            out[key] = WORDS[i % len(WORDS)]
+        elif kind == "integer":
+            out[key] = i + 1
+        elif kind == "number":
+            out[key] = i + 0.5
+        elif kind == "boolean":
+            out[key] = True
+        elif kind == "array":
+            out[key] = []
+        elif kind == "object":
+            out[key] = schema_instance(spec) if nested else {}
+        else:
+            out[key] = None
+    return out

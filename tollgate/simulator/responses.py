@@ -5,19 +5,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
+import orjson
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from tollgate.simulator.behaviour import Behaviour
-from tollgate.simulator.wire import DONE_EVENT
+from tollgate.simulator.behaviour import Behaviour, OptionError
+from tollgate.simulator.wire import DONE_EVENT, error_body
 
-__all__ = ["CutResponse", "DropConnection", "SilentResponse", "StreamResponse", "Watch", "install_log_filter"]
+if TYPE_CHECKING:
+    from tollgate.simulator.app import SimState
+
+__all__ = [
+    "CutResponse",
+    "DropConnection",
+    "SilentResponse",
+    "StreamResponse",
+    "Watch",
+    "install_log_filter",
+    "json_reply",
+    "open_openai",
+]
 
 Ending = Literal["done", "cut", "hang"]
 _START: Final = "http.response.start"
 _BODY: Final = "http.response.body"
+_JSON: Final = "application/json"
 
 
 class DropConnection(Exception):
@@ -176,3 +191,37 @@ async def wait_or_leave(
     if gone:
         rec["cancelled"] = True
     return gone
+
+
+def json_reply(
+    rec: dict[str, Any], status: int, body: bytes, headers: dict[str, str] | None = None
+) -> Response:
+    """A JSON response, its status recorded and the request marked completed."""
+    rec["status"] = status
+    rec["completed"] = True
+    return Response(body, status, headers, _JSON)
+
+
+async def open_openai(
+    request: Request, state: SimState
+) -> tuple[dict[str, Any], dict[str, Any], str | None, Behaviour] | Response:
+    """What every OpenAI endpoint does first: record the request, parse its JSON body, resolve the model and
+    its behaviour, then latency, hang and the API-key check; a response to send instead, or
+    ``(record, body, model, behaviour)`` to go on."""
+    rec = state.record(request)
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        return json_reply(rec, 400, error_body("We could not parse the JSON body of your request."))
+    rec["body"] = body
+    if not isinstance(body, dict):
+        return json_reply(rec, 400, error_body("The request body must be a JSON object."))
+    try:
+        model, b = state.resolver.resolve(body.get("model"), body.get("sim"))
+    except OptionError as exc:
+        return json_reply(rec, 400, error_body(str(exc), param="sim"))
+    if await wait_or_leave(request.receive, state.stopping, rec, b):
+        return SilentResponse()
+    if b.require_key is not None and rec["headers"].get("authorization") != f"Bearer {b.require_key}":
+        return json_reply(rec, 401, error_body("Incorrect API key provided.", code="invalid_api_key"))
+    return rec, body, model, b

@@ -25,8 +25,8 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from tollgate.simulator import generate
-from tollgate.simulator.behaviour import Behaviour, OptionError
-from tollgate.simulator.responses import DropConnection, SilentResponse, Watch, wait_or_leave
+from tollgate.simulator.behaviour import Behaviour
+from tollgate.simulator.responses import DropConnection, Watch, json_reply, open_openai
 from tollgate.simulator.wire import error_body, error_for_status
 
 if TYPE_CHECKING:
@@ -35,12 +35,6 @@ if TYPE_CHECKING:
 __all__ = ["responses_routes"]
 
 _JSON: Final = "application/json"
-
-
-def _reply(rec: dict[str, Any], status: int, body: bytes, headers: dict[str, str] | None = None) -> Response:
-    rec["status"] = status
-    rec["completed"] = True
-    return Response(body, status, headers, _JSON)
 
 
 def _prompt_messages(body: dict[str, Any]) -> list[Any]:
@@ -173,25 +167,14 @@ class Responses:
         self.state = state
 
     async def handle(self, request: Request) -> Response:
-        rec = self.state.record(request)
-        try:
-            body = orjson.loads(await request.body())
-        except orjson.JSONDecodeError:
-            return _reply(rec, 400, error_body("We could not parse the JSON body of your request."))
-        rec["body"] = body
-        if not isinstance(body, dict):
-            return _reply(rec, 400, error_body("The request body must be a JSON object."))
-        try:
-            model, b = self.state.resolver.resolve(body.get("model"), body.get("sim"))
-        except OptionError as exc:
-            return _reply(rec, 400, error_body(str(exc), param="sim"))
-        early = await self._before(request, rec, b)
-        if early is not None:
-            return early
+        opened = await open_openai(request, self.state)
+        if isinstance(opened, Response):
+            return opened
+        rec, body, model, b = opened
         if model is None:
-            return _reply(rec, 400, error_body("you must provide a model parameter", param="model"))
+            return json_reply(rec, 400, error_body("you must provide a model parameter", param="model"))
         if body.get("input") is None:
-            return _reply(rec, 400, error_body("Missing required parameter: 'input'.", param="input"))
+            return json_reply(rec, 400, error_body("Missing required parameter: 'input'.", param="input"))
         early = self._injected_error(rec, b)
         if early is not None:
             return early
@@ -204,23 +187,14 @@ class Responses:
         answer = _Answer(body, f"resp_sim{self.state.next_id():08d}", model, "".join(pieces), finish, usage)
         if body.get("stream") is True:
             return self._stream(request, rec, b, answer, pieces)
-        return _reply(rec, 200, orjson.dumps(answer.final()))
-
-    async def _before(self, request: Request, rec: dict[str, Any], b: Behaviour) -> Response | None:
-        """Latency, hang and the API-key check: a response to send instead, or None to go on."""
-        if await wait_or_leave(request.receive, self.state.stopping, rec, b):
-            return SilentResponse()
-        if b.require_key is not None and rec["headers"].get("authorization") != f"Bearer {b.require_key}":
-            body = error_body("Incorrect API key provided.", "invalid_request_error", None, "invalid_api_key")
-            return _reply(rec, 401, body)
-        return None
+        return json_reply(rec, 200, orjson.dumps(answer.final()))
 
     def _injected_error(self, rec: dict[str, Any], b: Behaviour) -> Response | None:
         status = self.state.injected_status(b)
         if status is None:
             return None
         headers = {"retry-after": f"{b.retry_after:g}"} if b.retry_after is not None else None
-        return _reply(rec, status, error_for_status(status), headers)
+        return json_reply(rec, status, error_for_status(status), headers)
 
     def _stream(self, request: Request, rec: dict[str, Any], b: Behaviour, answer: _Answer,
                 pieces: list[str]) -> Response:  # fmt: skip
