@@ -151,7 +151,7 @@ class StreamRelay:
             return
         self.settled = True
         self.stream.close()
-        usage = self.stream.usage or estimate_usage(self.req, self.stream.text())
+        usage = self.stream.usage or estimate_usage(self.req, self.stream.text(), self.target.model)
         health, key = self.service.router.health, self.target.key
         if status == 200:
             took = self.ctx.elapsed_ms() - (self.ttft or 0)
